@@ -1,0 +1,36 @@
+from enum import StrEnum
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class ActorType(StrEnum):
+    STAFF = "STAFF"
+    PATIENT = "PATIENT"
+    ANONYMOUS = "ANONYMOUS"
+    SYSTEM = "SYSTEM"
+
+
+class AuditEvent(Model):
+    """Who did what to whom, when and from where (HIPAA 164.312(b), SECURITY LOG-2).
+    ``detail`` holds non-secret facts only: never a password, token, link or address."""
+
+    id = fields.IntField(primary_key=True)
+    practice = fields.ForeignKeyField(
+        "models.Practice", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
+    patient = fields.ForeignKeyField(
+        "models.Patient", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
+    actor_type = fields.CharEnumField(ActorType, max_length=10)
+    actor_id = fields.IntField(null=True)
+    action = fields.CharField(max_length=48)
+    outcome = fields.CharField(max_length=16, default="success")
+    occurred_at = fields.DatetimeField()
+    client_addr = fields.CharField(max_length=64, null=True)
+    request_id = fields.CharField(max_length=40, null=True)
+    detail = fields.JSONField(null=True)
+
+    class Meta:
+        table = "audit_event"
+        indexes = (("practice_id", "id"), ("practice_id", "patient_id", "id"))

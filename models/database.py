@@ -1,0 +1,71 @@
+"""Tortoise configuration and schema set-up shared by the app, the CLI and the tests."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tortoise import Tortoise
+from tortoise.migrations.api import migrate as run_migrations
+
+MODEL_MODULES = [
+    "models.practice",
+    "models.patient",
+    "models.account",
+    "models.link",
+    "models.outbox",
+    "models.audit",
+]
+
+
+def normalise_url(url: str) -> str:
+    # Operators paste libpq-style URLs; Tortoise names the asyncpg backend `postgres`.
+    for prefix in ("postgresql://", "postgresql+asyncpg://", "asyncpg://"):
+        if url.startswith(prefix):
+            return "postgres://" + url[len(prefix) :]
+    return url
+
+
+def tortoise_config(database_url: str) -> dict[str, Any]:
+    return {
+        "connections": {"default": normalise_url(database_url)},
+        "apps": {
+            "models": {
+                "models": MODEL_MODULES,
+                "default_connection": "default",
+                "migrations": "models.migrations",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+def silence_driver_parameter_logs() -> None:
+    # The db_client logger prints bound parameters (emails, digests) at DEBUG; never let
+    # it below INFO (SECURITY LOG-3).
+    for name in ("tortoise.db_client", "tortoise"):
+        logger = logging.getLogger(name)
+        if logger.level < logging.INFO:
+            logger.setLevel(logging.INFO)
+
+
+async def migrate(database_url: str) -> None:
+    """Bring the schema up to date; every CLI command and the app start call this."""
+    silence_driver_parameter_logs()
+    await run_migrations(config=tortoise_config(database_url))
+    await Tortoise.close_connections()
+
+
+async def connect(database_url: str) -> None:
+    silence_driver_parameter_logs()
+    await Tortoise.init(config=tortoise_config(database_url))
+
+
+async def disconnect() -> None:
+    await Tortoise.close_connections()
+
+
+# For Tortoise's own CLI only (`tortoise -c models.database.TORTOISE_ORM makemigrations`);
+# the service builds its configuration from Settings.
+TORTOISE_ORM = tortoise_config("sqlite://:memory:")

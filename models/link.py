@@ -1,0 +1,53 @@
+from enum import StrEnum
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class LinkPurpose(StrEnum):
+    INVITATION = "invitation"  # sent by staff: set up or reset
+    SELF_SERVICE = "self_service"  # requested from the login screen
+
+
+class DeliveryStatus(StrEnum):
+    QUEUED = "QUEUED"
+    SENT = "SENT"
+    FAILED = "FAILED"
+
+
+class RevokeReason(StrEnum):
+    SUPERSEDED = "superseded"
+    EMAIL_CHANGED = "email_changed"
+    PORTAL_DISABLED = "portal_disabled"
+    REDEEMED_OTHER = "redeemed_other"
+    UNDELIVERABLE = "undeliverable"
+    PASSWORD_SET = "password_set"
+    TOO_MANY_ATTEMPTS = "too_many_attempts"
+
+
+class LinkToken(Model):
+    """An invitation/reset link. Only the SHA-256 digest of the token is stored; single
+    use is enforced by a conditional UPDATE on ``used_at`` (see onboarding.links)."""
+
+    id = fields.IntField(primary_key=True)
+    practice = fields.ForeignKeyField("models.Practice", related_name=False)
+    patient = fields.ForeignKeyField("models.Patient", related_name="links")
+    digest = fields.CharField(max_length=64, unique=True)
+    purpose = fields.CharEnumField(LinkPurpose, max_length=16)
+    sent_to = fields.CharField(max_length=254)
+    created_by = fields.ForeignKeyField(
+        "models.StaffUser", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
+    created_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)
+    revoked_at = fields.DatetimeField(null=True)
+    revoke_reason = fields.CharEnumField(RevokeReason, max_length=20, null=True)
+    delivery_status = fields.CharEnumField(
+        DeliveryStatus, max_length=8, default=DeliveryStatus.QUEUED
+    )
+    delivery_detail = fields.CharField(max_length=500, null=True)
+
+    class Meta:
+        table = "link_token"
+        indexes = (("patient_id", "used_at", "revoked_at"),)

@@ -1,0 +1,40 @@
+from enum import StrEnum
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class OutboxMessage(Model):
+    """A message written in the same transaction as the change that caused it and sent
+    by the dispatcher after commit. The body can hold a one-time link, so it is
+    scrubbed once the message is sent or has failed for good."""
+
+    id = fields.IntField(primary_key=True)
+    practice = fields.ForeignKeyField("models.Practice", related_name=False)
+    patient = fields.ForeignKeyField(
+        "models.Patient", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
+    link = fields.ForeignKeyField(
+        "models.LinkToken", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
+    kind = fields.CharField(max_length=32)
+    to_addr = fields.CharField(max_length=254)
+    subject = fields.CharField(max_length=200)
+    body_text = fields.TextField()
+    body_html = fields.TextField()
+    status = fields.CharEnumField(OutboxStatus, max_length=8, default=OutboxStatus.PENDING)
+    attempts = fields.IntField(default=0)
+    next_attempt_at = fields.DatetimeField()
+    last_error = fields.CharField(max_length=500, null=True)
+    created_at = fields.DatetimeField()
+    sent_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "outbox_message"
+        indexes = (("status", "next_attempt_at"),)

@@ -1,0 +1,28 @@
+from tortoise import fields
+from tortoise.models import Model
+
+
+class Practice(Model):
+    """The tenant: staff of one practice never reach another practice's rows."""
+
+    id = fields.IntField(primary_key=True)
+    name = fields.CharField(max_length=200)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "practice"
+
+
+class StaffUser(Model):
+    """A named staff member (HIPAA unique user identification); the bearer token is
+    stored as its SHA-256 digest only."""
+
+    id = fields.IntField(primary_key=True)
+    practice = fields.ForeignKeyField("models.Practice", related_name="staff")
+    name = fields.CharField(max_length=200)
+    token_digest = fields.CharField(max_length=64, unique=True)
+    active = fields.BooleanField(default=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "staff_user"
