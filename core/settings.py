@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     session_ttl_minutes: int = Field(default=30, ge=1)
     temporary_password_ttl_days: int = Field(default=7, ge=1)
 
+    # Ask for the date of birth at redemption: never, when the risk is higher, or always
+    # (SPEC 7.1).
+    redeem_dob: Literal["never", "risk", "always"] = "risk"
+    redeem_dob_max_failures: int = Field(default=5, ge=1)
+
     password_min_length: int = Field(default=12, ge=8, le=128)
     lockout_threshold: int = Field(default=5, ge=1)
     lockout_minutes: int = Field(default=15, ge=1)

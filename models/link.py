@@ -26,8 +26,9 @@ class RevokeReason(StrEnum):
 
 
 class LinkToken(Model):
-    """An invitation/reset link. Only the SHA-256 digest of the token is stored; single
-    use is enforced by a conditional UPDATE on ``used_at`` (see onboarding.links)."""
+    """An invitation/reset link, stored as the SHA-256 digest of its token.
+
+    Single use is enforced by a conditional UPDATE on ``used_at`` (onboarding.links)."""
 
     id = fields.IntField(primary_key=True)
     practice = fields.ForeignKeyField("models.Practice", related_name=False)
@@ -47,6 +48,8 @@ class LinkToken(Model):
         DeliveryStatus, max_length=8, default=DeliveryStatus.QUEUED
     )
     delivery_detail = fields.CharField(max_length=500, null=True)
+    # Wrong dates of birth typed at redemption (SPEC 7.1): five revoke the link.
+    dob_failures = fields.IntField(default=0)
 
     class Meta:
         table = "link_token"

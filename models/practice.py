@@ -3,7 +3,7 @@ from tortoise.models import Model
 
 
 class Practice(Model):
-    """The tenant: staff of one practice never reach another practice's rows."""
+    """The tenant: staff of one practice never reach the rows of another practice."""
 
     id = fields.IntField(primary_key=True)
     name = fields.CharField(max_length=200)
@@ -14,8 +14,9 @@ class Practice(Model):
 
 
 class StaffUser(Model):
-    """A named staff member (HIPAA unique user identification); the bearer token is
-    stored as its SHA-256 digest only."""
+    """A named staff member (HIPAA unique user identification).
+
+    The bearer token is stored as its SHA-256 digest only."""
 
     id = fields.IntField(primary_key=True)
     practice = fields.ForeignKeyField("models.Practice", related_name="staff")

@@ -1,0 +1,35 @@
+"""Work that runs after a response is decided (self-service lookups, mail wake-ups).
+
+Tasks are kept referenced until done and awaited at shutdown; tests call ``drain()`` to
+wait for them deterministically instead of sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger("core.background")
+
+
+class Background:
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._guard(coro, name), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _guard(coro: Coroutine[Any, Any, Any], name: str) -> None:
+        try:
+            await coro
+        except Exception:
+            log.exception("background.failed", task=name)
+
+    async def drain(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

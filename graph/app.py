@@ -1,0 +1,88 @@
+"""The app factory: ``create_app(settings)`` builds the Starlette app; its lifespan owns
+the database connection and the in-process mail dispatcher."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from strawberry.asgi import GraphQL
+
+from core.logging import configure_logging
+from core.settings import Settings
+from graph.context import Context, authenticate, client_address
+from graph.middleware import PortalMiddleware
+from graph.schema import build_schema
+from graph.services import Services
+from mail.transports import Transport
+from models.database import connect, disconnect, migrate
+
+
+class PortalGraphQL(GraphQL[Context, None]):
+    def __init__(self, schema: Any, services: Services, **kwargs: Any) -> None:
+        super().__init__(schema, **kwargs)
+        self.services = services
+
+    async def get_context(self, request: Request, response: Response) -> Context:  # type: ignore[override]
+        staff, session = await authenticate(request)
+        return Context(
+            request=request,
+            response=response,
+            services=self.services,
+            staff=staff,
+            session=session,
+            client_addr=client_address(request, self.services.settings.trusted_proxies),
+            request_id=request.scope.get("state", {}).get("request_id", ""),
+        )
+
+
+def create_app(
+    settings: Settings, *, manage_database: bool = True, transport: Transport | None = None
+) -> Starlette:
+    """``manage_database=False`` lets tests own the Tortoise connection in their loop."""
+    configure_logging(settings)
+    services = Services.build(settings, transport)
+    graphql_app = PortalGraphQL(
+        build_schema(settings),
+        services=services,
+        graphql_ide=None if settings.is_production else "graphiql",
+        # Tokens and passwords travel only in POST bodies, never in URLs (GQL-8, TOK-9).
+        allow_queries_via_get=False,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if manage_database:
+            await migrate(settings.database_url)
+            await connect(settings.database_url)
+        stop = asyncio.Event()
+        loop_task = None
+        if settings.mail_dispatch_in_server:
+            loop_task = asyncio.create_task(services.dispatcher.run_forever(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            if loop_task:
+                await loop_task
+            await services.background.drain()
+            services.hasher.close()
+            if manage_database:
+                await disconnect()
+
+    async def health(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    app = Starlette(
+        routes=[Route("/graphql", graphql_app), Route("/healthz", health)],
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.add_middleware(PortalMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app

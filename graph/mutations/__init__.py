@@ -1,0 +1,30 @@
+"""Mutation root: one module per mutation, each with its input and payload types."""
+
+import strawberry
+
+from graph.mutations.change_password import change_password
+from graph.mutations.create_patient import create_patient
+from graph.mutations.disable_portal import disable_portal
+from graph.mutations.enable_portal import enable_portal
+from graph.mutations.login import login
+from graph.mutations.redeem_token import redeem_token
+from graph.mutations.request_self_reset import request_self_reset
+from graph.mutations.request_username_reminder import request_username_reminder
+from graph.mutations.send_invitation import send_invitation
+from graph.mutations.set_credentials import set_credentials
+from graph.mutations.update_patient import update_patient
+
+
+@strawberry.type
+class Mutation:
+    create_patient = create_patient
+    update_patient = update_patient
+    enable_portal = enable_portal
+    disable_portal = disable_portal
+    send_invitation = send_invitation
+    set_credentials = set_credentials
+    request_self_reset = request_self_reset
+    request_username_reminder = request_username_reminder
+    redeem_token = redeem_token
+    login = login
+    change_password = change_password

@@ -1,0 +1,41 @@
+"""Pieces several mutations share: reloading patients for payloads, bulk result rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+import strawberry
+
+from graph.context import Info
+from graph.errors import UserError, user_errors
+from graph.types.patient import Patient
+from onboarding.bulk import RowResult
+from onboarding.listing import PatientReader
+
+
+async def load_patients(info: Info, ids: Sequence[int]) -> dict[int, Patient]:
+    ctx = info.context
+    reader = PatientReader(
+        ctx.practice_id, timedelta(days=ctx.settings.temporary_password_ttl_days)
+    )
+    return {pid: Patient.from_row(row) for pid, row in (await reader.by_ids(list(ids))).items()}
+
+
+@strawberry.type(description="The outcome for one requested patient of a bulk action.")
+class PatientResult:
+    requested_id: strawberry.ID
+    patient: Patient | None
+    user_errors: list[UserError]
+
+
+async def patient_results(info: Info, rows: Sequence[RowResult]) -> list[PatientResult]:
+    patients = await load_patients(info, [r.patient_id for r in rows if r.patient_id])
+    return [
+        PatientResult(
+            requested_id=strawberry.ID(r.requested_id),
+            patient=patients.get(r.patient_id) if r.patient_id else None,
+            user_errors=user_errors(r.problems),
+        )
+        for r in rows
+    ]

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+import strawberry
+
+from graph.context import Info
+from graph.mutations._identity import IdentityInput, SelfServicePayload, answer, within_budget
+from onboarding.self_service import process_username_reminder
+
+
+@strawberry.mutation(
+    description="Email the username to the address on file after the identity check (anonymous)."
+)
+async def request_username_reminder(info: Info, input: IdentityInput) -> SelfServicePayload:
+    ctx = info.context
+    ctx.response.headers["Cache-Control"] = "no-store"
+    claim = input.claim()
+    allowed = await within_budget(info, claim)
+    if claim is not None and allowed:
+        async def work() -> None:
+            if await process_username_reminder(ctx.actor, claim, ctx.settings):
+                ctx.services.mail_queued()
+
+        ctx.services.background.spawn(work(), "username_reminder")
+    return answer(allowed)

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from graph.context import Info
+from graph.errors import UserError, user_errors
+from graph.mutations._shared import load_patients
+from graph.types.patient import Patient
+from onboarding.bulk import too_many
+from onboarding.invitations import send_invitations
+
+
+@strawberry.input
+class SendInvitationInput:
+    patient_ids: list[strawberry.ID]
+    confirm_shared_email: bool | None = strawberry.field(
+        default=False,
+        description="Send even where the address is on file for other patients too.",
+    )
+    dry_run: bool | None = strawberry.field(
+        default=False, description="Report what would happen; send nothing."
+    )
+
+
+@strawberry.type(description="An invitation as sent (or, in a dry run, as it would be).")
+class SentInvitation:
+    sent_to: str
+    expires_at: datetime
+    reset: bool = strawberry.field(description="The patient already has a password.")
+
+
+@strawberry.type
+class InvitationResult:
+    requested_id: strawberry.ID
+    patient: Patient | None
+    invitation: SentInvitation | None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class SendInvitationPayload:
+    results: list[InvitationResult]
+    dry_run: bool
+    user_errors: list[UserError]
+
+
+@strawberry.mutation(
+    description="Send the invitation/reset email to the address on file (staff, bulk)."
+)
+async def send_invitation(info: Info, input: SendInvitationInput) -> SendInvitationPayload:
+    ctx = info.context
+    ctx.require_staff()
+    dry_run = bool(input.dry_run)
+    if problem := too_many(len(input.patient_ids), ctx.settings.max_bulk_ids):
+        return SendInvitationPayload(results=[], dry_run=dry_run, user_errors=user_errors([problem]))
+    rows = await send_invitations(
+        ctx.actor,
+        [str(i) for i in input.patient_ids],
+        confirm_shared_email=bool(input.confirm_shared_email),
+        dry_run=dry_run,
+        settings=ctx.settings,
+    )
+    if not dry_run and any(r.invitation for r in rows):
+        ctx.services.mail_queued()
+    patients = await load_patients(info, [r.patient_id for r in rows if r.patient_id])
+    return SendInvitationPayload(
+        results=[
+            InvitationResult(
+                requested_id=strawberry.ID(r.requested_id),
+                patient=patients.get(r.patient_id) if r.patient_id else None,
+                invitation=SentInvitation(
+                    sent_to=r.invitation.sent_to,
+                    expires_at=r.invitation.expires_at,
+                    reset=r.invitation.reset,
+                )
+                if r.invitation and not r.problems
+                else None,
+                user_errors=user_errors(r.problems),
+            )
+            for r in rows
+        ],
+        dry_run=dry_run,
+        user_errors=[],
+    )

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import strawberry
+
+from graph.context import Info
+from graph.errors import UserError, user_errors
+from graph.types.patient import PortalAccount
+from onboarding.credentials import set_credentials as set_account_credentials
+from onboarding.errors import ErrorCode, Problem
+from onboarding.listing import AccountRow
+from onboarding.validation import parse_id
+
+
+@strawberry.input
+class SetCredentialsInput:
+    patient_id: strawberry.ID
+    username: str
+    password: str | None = strawberry.field(
+        default=None,
+        description="Optional; a staff-set password must be changed at the next login.",
+    )
+
+
+@strawberry.type
+class SetCredentialsPayload:
+    account: PortalAccount | None
+    user_errors: list[UserError]
+
+
+@strawberry.mutation(description="Set a username and optionally a password by hand (staff).")
+async def set_credentials(info: Info, input: SetCredentialsInput) -> SetCredentialsPayload:
+    ctx = info.context
+    ctx.require_staff()
+    ctx.response.headers["Cache-Control"] = "no-store"
+    pid = parse_id(input.patient_id)
+    if pid is None:
+        return SetCredentialsPayload(account=None, user_errors=user_errors(
+            [Problem(ErrorCode.NOT_FOUND, "no such patient", ("patientId",))]))
+    result = await set_account_credentials(
+        ctx.actor, pid, input.username, input.password,
+        hasher=ctx.services.hasher, min_length=ctx.settings.password_min_length,
+    )
+    if result.problems or result.account is None:
+        return SetCredentialsPayload(account=None, user_errors=user_errors(result.problems))
+    if result.mail_queued:
+        ctx.services.mail_queued()
+    account = result.account
+    return SetCredentialsPayload(
+        account=PortalAccount.from_row(AccountRow(
+            username=account.username,
+            must_change_password=account.must_change_password,
+            last_login_at=account.last_login_at,
+            locked=False,
+        )),
+        user_errors=[],
+    )

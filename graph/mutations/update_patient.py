@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from datetime import date
+
+import strawberry
+
+from graph.context import Info
+from graph.errors import UserError, user_errors
+from graph.mutations._shared import load_patients
+from graph.types.enums import ChartStatus
+from graph.types.patient import Patient
+from onboarding.errors import ErrorCode, Problem
+from onboarding.patients import UNSET, ChartInput, update_patient as update_chart
+from onboarding.validation import parse_id
+
+
+@strawberry.input(description="Only the fields given change; email: null or \"\" clears it.")
+class UpdatePatientInput:
+    id: strawberry.ID
+    chart_number: str | None = strawberry.UNSET
+    first_name: str | None = strawberry.UNSET
+    last_name: str | None = strawberry.UNSET
+    date_of_birth: date | None = strawberry.UNSET
+    email: str | None = strawberry.UNSET
+    zip_code: str | None = strawberry.UNSET
+    chart_status: ChartStatus | None = strawberry.UNSET
+
+
+@strawberry.type
+class UpdatePatientPayload:
+    patient: Patient | None
+    user_errors: list[UserError]
+
+
+def _given(value: object) -> object:
+    return UNSET if value is strawberry.UNSET else value
+
+
+@strawberry.mutation(description="Change chart fields (staff). A new email revokes outstanding links.")
+async def update_patient(info: Info, input: UpdatePatientInput) -> UpdatePatientPayload:
+    ctx = info.context
+    ctx.require_staff()
+    pid = parse_id(input.id)
+    if pid is None:
+        return UpdatePatientPayload(
+            patient=None,
+            user_errors=user_errors([Problem(ErrorCode.NOT_FOUND, "no such patient", ("id",))]),
+        )
+    status = _given(input.chart_status)
+    patient_id, problems = await update_chart(
+        ctx.actor,
+        pid,
+        ChartInput(
+            chart_number=_given(input.chart_number),
+            first_name=_given(input.first_name),
+            last_name=_given(input.last_name),
+            date_of_birth=_given(input.date_of_birth),
+            email=_given(input.email),
+            zip_code=_given(input.zip_code),
+            chart_status=status.value if isinstance(status, ChartStatus) else status,
+        ),
+    )
+    if problems or patient_id is None:
+        return UpdatePatientPayload(patient=None, user_errors=user_errors(problems))
+    patients = await load_patients(info, [patient_id])
+    return UpdatePatientPayload(patient=patients[patient_id], user_errors=[])

@@ -1,0 +1,34 @@
+"""Long-lived collaborators built once per app from Settings and shared by requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core.background import Background
+from core.passwords import Hasher
+from core.ratelimit import RateLimiter
+from core.settings import Settings
+from mail.dispatcher import Dispatcher
+from mail.transports import Transport
+
+
+@dataclass
+class Services:
+    settings: Settings
+    hasher: Hasher
+    limiter: RateLimiter
+    dispatcher: Dispatcher
+    background: Background = field(default_factory=Background)
+
+    @classmethod
+    def build(cls, settings: Settings, transport: Transport | None = None) -> Services:
+        return cls(
+            settings=settings,
+            hasher=Hasher(concurrency=settings.hash_concurrency),
+            limiter=RateLimiter(settings),
+            dispatcher=Dispatcher(settings, transport),
+        )
+
+    def mail_queued(self) -> None:
+        if self.settings.mail_dispatch_in_server:
+            self.dispatcher.notify()

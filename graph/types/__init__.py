@@ -1,0 +1,1 @@
+"""One module per GraphQL type (or a type and its small satellites)."""

@@ -1,0 +1,80 @@
+"""The Onboarding Tool's list: a keyset-paginated connection with counts per status."""
+
+from __future__ import annotations
+
+import asyncio
+
+import strawberry
+
+from graph.types.common import PageInfo
+from graph.types.enums import PortalStatus
+from graph.types.patient import Patient
+from onboarding.listing import OnboardingFilter as FilterData
+from onboarding.listing import PatientReader, encode_cursor
+from onboarding.status import PortalStatus as DomainPortalStatus
+
+
+@strawberry.input(description="The Onboarding Tool's filter.")
+class OnboardingFilter:
+    status: list[PortalStatus] | None = None
+    search: str | None = strawberry.field(
+        default=None, description="Words matched against name, chart number and email."
+    )
+    has_email: bool | None = None
+
+    def to_data(self) -> FilterData:
+        return FilterData(
+            statuses=list(self.status) if self.status is not None else None,
+            search=self.search,
+            has_email=self.has_email,
+        )
+
+
+@strawberry.type
+class PatientEdge:
+    cursor: str
+    node: Patient
+
+
+@strawberry.type
+class StatusCount:
+    status: PortalStatus
+    count: int
+
+
+@strawberry.type
+class PatientConnection:
+    edges: list[PatientEdge]
+    page_info: PageInfo
+    _reader: strawberry.Private[PatientReader]
+    _filter: strawberry.Private[FilterData | None]
+    _counts: strawberry.Private[asyncio.Future[dict[DomainPortalStatus, int]] | None] = None
+
+    async def _status_counts(self) -> dict[DomainPortalStatus, int]:
+        # totalCount and statusCounts share one grouped query.
+        if self._counts is None:
+            self._counts = asyncio.ensure_future(self._reader.status_counts(self._filter))
+        return await self._counts
+
+    @strawberry.field(description="Patients matching the whole filter, status part included.")
+    async def total_count(self) -> int:
+        counts = await self._status_counts()
+        wanted = self._filter.statuses if self._filter and self._filter.statuses is not None else None
+        return sum(n for s, n in counts.items() if wanted is None or s in wanted)
+
+    @strawberry.field(description="Count per status for the same filter without its status part.")
+    async def status_counts(self) -> list[StatusCount]:
+        counts = await self._status_counts()
+        return [StatusCount(status=s, count=counts[s]) for s in DomainPortalStatus]
+
+
+def connection_from_page(
+    reader: PatientReader, flt: FilterData | None, rows: list, has_next: bool  # type: ignore[type-arg]
+) -> PatientConnection:
+    edges = [PatientEdge(cursor=encode_cursor(r.sort_key), node=Patient.from_row(r)) for r in rows]
+    return PatientConnection(
+        edges=edges,
+        page_info=PageInfo(end_cursor=edges[-1].cursor if edges else None, has_next_page=has_next),
+        _reader=reader,
+        _filter=flt,
+    )

@@ -1,0 +1,97 @@
+"""Message composition: one Jinja2 template pair (plain text and HTML) per kind of mail.
+
+The link is always built from ``PORTAL_LINK_BASE_URL`` with the token in the fragment,
+never from request headers (SECURITY TOK-8, TOK-9)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+@lru_cache(maxsize=1)
+def _environment() -> Environment:
+    return Environment(
+        loader=PackageLoader("mail", "templates"),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+    )
+
+
+def link_url(base_url: str, token: str) -> str:
+    return f"{base_url}#token={token}"
+
+
+def _when(moment: datetime) -> str:
+    return moment.strftime("%B %d, %Y at %H:%M UTC")
+
+
+def _render(kind: str, subject: str, **context: Any) -> Rendered:
+    env = _environment()
+    context["subject"] = subject
+    return Rendered(
+        subject=subject,
+        text=env.get_template(f"{kind}.txt").render(**context),
+        html=env.get_template(f"{kind}.html").render(**context),
+    )
+
+
+def invitation(
+    *,
+    practice_name: str,
+    first_name: str,
+    link: str,
+    expires_at: datetime,
+    reset: bool,
+    self_service: bool,
+) -> Rendered:
+    subject = (
+        f"Reset your {practice_name} patient portal password"
+        if reset
+        else f"Set up your {practice_name} patient portal account"
+    )
+    return _render(
+        "invitation",
+        subject,
+        practice_name=practice_name,
+        first_name=first_name,
+        link=link,
+        expires_text=f"on {_when(expires_at)}",
+        reset=reset,
+        self_service=self_service,
+    )
+
+
+def username_reminder(*, practice_name: str, first_name: str, username: str) -> Rendered:
+    return _render(
+        "username_reminder",
+        f"Your {practice_name} patient portal username",
+        practice_name=practice_name,
+        first_name=first_name,
+        username=username,
+    )
+
+
+def password_changed(
+    *, practice_name: str, first_name: str, by_staff: bool, when: datetime
+) -> Rendered:
+    return _render(
+        "password_changed",
+        f"Your {practice_name} patient portal password was changed",
+        practice_name=practice_name,
+        first_name=first_name,
+        how="set by the clinic's staff" if by_staff else "changed",
+        when_text=_when(when),
+    )

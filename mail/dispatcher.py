@@ -1,0 +1,158 @@
+"""The outbox dispatcher: claims due rows, sends them over one transport connection per
+batch, retries transient failures with exponential backoff and gives up on permanent
+ones, revoking the link the message carried (SPEC 7.3).
+
+Several dispatchers may run at once (the server's own loop and ``portal mail-worker``
+processes): on PostgreSQL rows are claimed with ``SELECT … FOR UPDATE SKIP LOCKED`` and
+leased by moving ``next_attempt_at`` forward, so a crashed worker's rows come back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+from tortoise.transactions import in_transaction
+
+from core.clock import utcnow
+from core.settings import Settings
+from mail.transports import Outcome, Outgoing, Result, Transport, transport_for
+from models import DeliveryStatus, LinkToken, OutboxMessage, OutboxStatus, RevokeReason
+
+log = structlog.get_logger("mail.dispatcher")
+
+LEASE = timedelta(minutes=5)
+BACKOFF_BASE_SECONDS = 30
+
+
+@dataclass
+class DispatchStats:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+
+    @property
+    def handled(self) -> int:
+        return self.sent + self.retried + self.failed
+
+
+class Dispatcher:
+    def __init__(
+        self, settings: Settings, transport: Transport | None = None, batch_size: int = 200
+    ) -> None:
+        self.settings = settings
+        self.transport = transport or transport_for(settings)
+        self.batch_size = batch_size
+        self._wake = asyncio.Event()
+
+    def notify(self) -> None:
+        """Called after a commit that queued mail, so it leaves without waiting a poll."""
+        self._wake.set()
+
+    async def _claim(self) -> list[OutboxMessage]:
+        now = utcnow()
+        async with in_transaction():
+            rows = (
+                await OutboxMessage.filter(status=OutboxStatus.PENDING, next_attempt_at__lte=now)
+                .order_by("id")
+                .limit(self.batch_size)
+                .select_for_update(skip_locked=True)
+            )
+            if rows:
+                await OutboxMessage.filter(id__in=[r.id for r in rows]).update(
+                    next_attempt_at=now + LEASE
+                )
+        return rows
+
+    async def run_once(self) -> DispatchStats:
+        """Send one batch of due messages."""
+        stats = DispatchStats()
+        rows = await self._claim()
+        if not rows:
+            return stats
+        results = await self.transport.send(
+            [Outgoing(r.to_addr, r.subject, r.body_text, r.body_html) for r in rows]
+        )
+        await self._settle(rows, results, stats)
+        log.info("mail.batch", sent=stats.sent, retried=stats.retried, failed=stats.failed)
+        return stats
+
+    async def drain(self) -> DispatchStats:
+        """Send until nothing is due (tests, the CLI, shutdown)."""
+        total = DispatchStats()
+        while True:
+            stats = await self.run_once()
+            if not stats.handled:
+                return total
+            total.sent += stats.sent
+            total.retried += stats.retried
+            total.failed += stats.failed
+
+    async def _settle(
+        self, rows: list[OutboxMessage], results: list[Result], stats: DispatchStats
+    ) -> None:
+        now = utcnow()
+        sent = [r for r, res in zip(rows, results, strict=True) if res.outcome is Outcome.SENT]
+        stats.sent = len(sent)
+        async with in_transaction():
+            if sent:
+                # The body may hold a one-time link: once the message has left nothing
+                # needs it, so it does not stay in the database.
+                await OutboxMessage.filter(id__in=[r.id for r in sent]).update(
+                    status=OutboxStatus.SENT, sent_at=now, body_text="", body_html="",
+                    last_error=None,
+                )
+                link_ids = [r.link_id for r in sent if r.link_id is not None]
+                if link_ids:
+                    await LinkToken.filter(id__in=link_ids).update(
+                        delivery_status=DeliveryStatus.SENT
+                    )
+            for row, result in zip(rows, results, strict=True):
+                if result.outcome is Outcome.SENT:
+                    continue
+                attempts = row.attempts + 1
+                if (
+                    result.outcome is Outcome.TRANSIENT
+                    and attempts < self.settings.mail_max_attempts
+                ):
+                    stats.retried += 1
+                    delay = timedelta(seconds=BACKOFF_BASE_SECONDS * 2 ** (attempts - 1))
+                    await OutboxMessage.filter(id=row.id).update(
+                        attempts=attempts, next_attempt_at=now + delay, last_error=result.detail
+                    )
+                    continue
+                stats.failed += 1
+                await OutboxMessage.filter(id=row.id).update(
+                    status=OutboxStatus.FAILED, attempts=attempts, last_error=result.detail,
+                    body_text="", body_html="",
+                )
+                if row.link_id is not None:
+                    await self._link_undeliverable(row.link_id, result.detail)
+
+    async def _link_undeliverable(self, link_id: int, detail: str | None) -> None:
+        await LinkToken.filter(id=link_id).update(
+            delivery_status=DeliveryStatus.FAILED, delivery_detail=detail
+        )
+        # A link that never arrived must not stay usable (SPEC 7.3).
+        await LinkToken.filter(id=link_id, used_at=None, revoked_at=None).update(
+            revoked_at=utcnow(), revoke_reason=RevokeReason.UNDELIVERABLE
+        )
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                stats = await self.run_once()
+            except Exception:  # a database hiccup must not kill the loop
+                log.exception("mail.dispatch_failed")
+                stats = DispatchStats()
+            if stats.handled:
+                continue
+            self._wake.clear()
+            waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+            await asyncio.wait(
+                waiters, timeout=self.settings.mail_poll_seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+            for w in waiters:
+                w.cancel()

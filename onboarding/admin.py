@@ -1,0 +1,29 @@
+"""Practice and staff provisioning (the CLI's create-practice / create-staff)."""
+
+from __future__ import annotations
+
+from core.secrets import digest, new_token
+from models import Practice, StaffUser
+from onboarding.validation import check_text
+
+STAFF_PREFIX = "stf_"
+
+
+async def create_practice(name: str) -> Practice:
+    cleaned, problem = check_text("name", name, max_length=200)
+    if problem:
+        raise ValueError(problem.message)
+    return await Practice.create(name=cleaned)
+
+
+async def create_staff(practice_id: int, name: str) -> tuple[StaffUser, str]:
+    """Returns the staff user and its bearer token; the token is shown once and only its
+    digest is stored."""
+    cleaned, problem = check_text("name", name, max_length=200)
+    if problem:
+        raise ValueError(problem.message)
+    if not await Practice.exists(id=practice_id):
+        raise LookupError(f"no practice with id {practice_id}")
+    token = STAFF_PREFIX + new_token()
+    staff = await StaffUser.create(practice_id=practice_id, name=cleaned, token_digest=digest(token))
+    return staff, token

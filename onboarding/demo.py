@@ -1,0 +1,124 @@
+"""Realistic demo data: the CLI's ``demo`` and the benchmarks use it."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, timedelta
+
+from core.clock import utcnow
+from core.passwords import pwd_context
+from core.secrets import new_token
+from core.settings import Settings
+from models import ActorType, ChartStatus, PasswordOrigin, Patient, PortalAccount
+from onboarding.actor import Actor
+from onboarding.admin import create_practice, create_staff
+from onboarding.invitations import send_invitations
+
+FIRST = ("James Mary Robert Patricia John Jennifer Michael Linda David Elizabeth William Barbara "
+         "Richard Susan Joseph Jessica Thomas Sarah Charles Karen Christopher Lisa Daniel Nancy "
+         "Matthew Betty Anthony Sandra Mark Margaret Donald Ashley Steven Kimberly Andrew Emily "
+         "Paul Donna Joshua Michelle Kenneth Carol Kevin Amanda Brian Melissa George Deborah "
+         "Timothy Stephanie Ronald Rebecca Jason Sharon Edward Laura Jeffrey Cynthia Ryan Dorothy "
+         "Jacob Amy Gary Kathleen Nicholas Angela Eric Shirley Jonathan Emma Stephen Brenda Larry "
+         "Pamela Justin Nicole Scott Anna Brandon Samantha Benjamin Katherine Samuel Christine "
+         "Gregory Debra Alexander Rachel Patrick Carolyn Frank Janet Raymond Maria Jack Olivia "
+         "Dennis Heather Jerry Helen Tyler Catherine Aaron Diane Jose Julie Adam Victoria Nathan "
+         "Joyce Henry Lauren Zachary Kelly Douglas Christina Peter Ruth Kyle Joan Noah Virginia "
+         "Ethan Judith Jeremy Evelyn Christian Hannah Walter Andrea Keith Megan Austin Cheryl "
+         "Roger Jacqueline Terry Madison Sean Teresa Gerald Abigail Carl Sophia Dylan Martha").split()
+LAST = ("Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez "
+        "Lopez Gonzalez Wilson Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson "
+        "White Harris Sanchez Clark Ramirez Lewis Robinson Walker Young Allen King Wright Scott "
+        "Torres Nguyen Hill Flores Green Adams Nelson Baker Hall Rivera Campbell Mitchell Carter "
+        "Roberts Gomez Phillips Evans Turner Diaz Parker Cruz Edwards Collins Reyes Stewart "
+        "Morris Morales Murphy Cook Rogers Gutierrez Ortiz Morgan Cooper Peterson Bailey Reed "
+        "Kelly Howard Ramos Kim Cox Ward Richardson Watson Brooks Chavez Wood James Bennett Gray "
+        "Mendoza Ruiz Hughes Price Alvarez Castillo Sanders Patel Myers Long Ross Foster Jimenez "
+        "O'Brien McDonald DeLuca Van der Berg").split()
+DOMAINS = ("example.com", "example.org", "example.net", "mail.example.com")
+
+
+def generate_patients(
+    practice_id: int, count: int, *, seed: int, email_share: float = 0.8, chart_prefix: str = "C"
+) -> list[Patient]:
+    """Charts with realistic names, birth dates, ZIP codes and a few family addresses."""
+    rng = random.Random(seed)
+    patients: list[Patient] = []
+    family_emails: list[str] = []
+    today = date.today()
+    for n in range(count):
+        first, last = rng.choice(FIRST), rng.choice(LAST)
+        email = None
+        if rng.random() < email_share:
+            if family_emails and rng.random() < 0.05:
+                email = rng.choice(family_emails)  # a shared family address
+            else:
+                email = f"{first}.{last}.{n}@{rng.choice(DOMAINS)}".lower().replace("'", "")
+                if rng.random() < 0.1:
+                    family_emails.append(email)
+        status = rng.choices(
+            [ChartStatus.ACTIVE, ChartStatus.PROSPECTIVE, ChartStatus.INACTIVE, ChartStatus.DECEASED],
+            weights=[85, 7, 6, 2],
+        )[0]
+        patient = Patient(
+            practice_id=practice_id,
+            chart_number=f"{chart_prefix}{n + 1:06d}",
+            first_name=first,
+            last_name=last,
+            date_of_birth=today - timedelta(days=rng.randint(365, 95 * 365)),
+            email=email,
+            zip_code=rng.choice(["00000", f"{rng.randint(1000, 99999):05d}",
+                                 f"{rng.randint(1000, 99999):05d}-{rng.randint(0, 9999):04d}",
+                                 "K1A 0B1"]) if rng.random() < 0.95 else None,
+            chart_status=status,
+            portal_enabled=status in (ChartStatus.ACTIVE, ChartStatus.PROSPECTIVE) and rng.random() < 0.7,
+        )
+        patient.normalise_keys()
+        patients.append(patient)
+    return patients
+
+
+async def insert_patients(patients: list[Patient]) -> None:
+    await Patient.bulk_create(patients, batch_size=1000)
+
+
+async def add_accounts(practice_id: int, share: float, *, seed: int) -> int:
+    """Give a share of enabled patients an account with a password nobody knows (one
+    hash reused: demo and benchmark data, not credentials anyone can use)."""
+    rng = random.Random(seed)
+    unusable_hash = pwd_context.hash(new_token())
+    ids = await Patient.filter(practice_id=practice_id, portal_enabled=True).values_list("id", flat=True)
+    chosen = [pid for pid in ids if rng.random() < share]
+    now = utcnow()
+    accounts = []
+    for pid in chosen:
+        by_patient = rng.random() < 0.8
+        accounts.append(PortalAccount(
+            patient_id=pid,
+            username=f"user{practice_id}x{pid}",
+            username_key=f"user{practice_id}x{pid}",
+            password_hash=unusable_hash,
+            password_origin=PasswordOrigin.PATIENT if by_patient else PasswordOrigin.STAFF,
+            password_set_at=now - timedelta(days=rng.randint(0, 30)),
+            must_change_password=not by_patient,
+            last_login_at=now - timedelta(days=rng.randint(0, 60)) if by_patient and rng.random() < 0.8 else None,
+        ))
+    await PortalAccount.bulk_create(accounts, batch_size=1000)
+    return len(accounts)
+
+
+async def build_demo(settings: Settings, count: int) -> str:
+    """A demo practice whose patients cover every PortalStatus; returns a staff token.
+    Invitations go through the real workflow, so their mail lands in the outbox."""
+    practice = await create_practice("Demo Family Clinic")
+    staff, token = await create_staff(practice.id, "Demo Front Desk")
+    await insert_patients(generate_patients(practice.id, count, seed=practice.id))
+    await add_accounts(practice.id, 0.3, seed=practice.id)
+    actor = Actor(ActorType.STAFF, staff.id, practice.id, "127.0.0.1", "demo")
+    candidates = await Patient.filter(
+        practice_id=practice.id, portal_enabled=True, email__not_isnull=True, account=None
+    ).values_list("id", flat=True)
+    invite = [str(pid) for pid in candidates[: len(candidates) // 2]]
+    await send_invitations(actor, invite, confirm_shared_email=True, dry_run=False,
+                           settings=settings)
+    return token

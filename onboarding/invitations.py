@@ -1,0 +1,153 @@
+"""Staff send the invitation/reset email (SPEC 2.2, 2.3, 2.5): one result per patient,
+links and outbox rows written in bulk inside one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from tortoise.functions import Count
+from tortoise.transactions import in_transaction
+
+from core.clock import utcnow
+from core.settings import Settings
+from mail import compose, outbox
+from models import INVITABLE_CHART_STATUSES, LinkPurpose, Patient, PortalAccount, Practice
+from onboarding import audit
+from onboarding.actor import Actor
+from onboarding.bulk import RowResult, resolve_patients
+from onboarding.errors import ErrorCode, Problem
+from onboarding.links import IssuedLink, issue_links
+
+
+@dataclass
+class PlannedInvitation:
+    sent_to: str
+    expires_at: datetime
+    reset: bool
+
+
+@dataclass
+class InvitationResult(RowResult):
+    invitation: PlannedInvitation | None = None
+
+
+async def shared_address_counts(practice_id: int, email_keys: Sequence[str]) -> dict[str, int]:
+    """How many charts of the practice carry each address (a family address > 1)."""
+    counts: dict[str, int] = {}
+    keys = list(set(email_keys))
+    for start in range(0, len(keys), 1000):
+        rows = (
+            await Patient.filter(practice_id=practice_id, email_key__in=keys[start : start + 1000])
+            .annotate(n=Count("id"))
+            .group_by("email_key")
+            .values_list("email_key", "n")
+        )
+        counts.update({key: int(n) for key, n in rows})
+    return counts
+
+
+def _row_problem(patient: Patient, shared: int, confirm_shared: bool, index: int) -> Problem | None:
+    where = ("patientIds", str(index))
+    if patient.chart_status not in INVITABLE_CHART_STATUSES:
+        return Problem(ErrorCode.INACTIVE_PATIENT, "the chart is inactive or deceased", where)
+    if not patient.portal_enabled:
+        return Problem(ErrorCode.PORTAL_DISABLED, "enable portal access first", where)
+    if not patient.email:
+        return Problem(ErrorCode.NO_EMAIL_ON_FILE, "no email address on file", where)
+    if shared > 1 and not confirm_shared:
+        return Problem(
+            ErrorCode.EMAIL_SHARED,
+            f"the address on file is shared with {shared - 1} other patient(s); whoever reads "
+            "it can open this patient's records. Confirm to send anyway.",
+            where,
+        )
+    return None
+
+
+async def send_invitations(
+    actor: Actor,
+    raw_ids: Sequence[str],
+    *,
+    confirm_shared_email: bool,
+    dry_run: bool,
+    settings: Settings,
+) -> list[InvitationResult]:
+    assert actor.practice_id is not None
+    base, patients = await resolve_patients(actor.practice_id, raw_ids)
+    results = [InvitationResult(r.requested_id, r.patient_id, r.problems) for r in base]
+    shared = await shared_address_counts(
+        actor.practice_id, [p.email_key for p in patients.values() if p.email_key]
+    )
+    with_password = set(
+        await PortalAccount.filter(
+            patient_id__in=list(patients), password_hash__isnull=False
+        ).values_list("patient_id", flat=True)
+    ) if patients else set()
+    ttl: timedelta = settings.staff_link_ttl
+    expires_at = utcnow() + ttl
+    chosen: dict[int, InvitationResult] = {}
+    for index, result in enumerate(results):
+        if result.patient_id is None:
+            continue
+        patient = patients[result.patient_id]
+        problem = _row_problem(
+            patient, shared.get(patient.email_key or "", 0), confirm_shared_email, index
+        )
+        if problem:
+            result.problems.append(problem)
+            continue
+        result.invitation = PlannedInvitation(
+            patient.email or "", expires_at, patient.id in with_password
+        )
+        chosen.setdefault(patient.id, result)  # a repeated id sends one message
+    if dry_run or not chosen:
+        return results
+    practice = await Practice.get(id=actor.practice_id)
+    async with in_transaction():
+        links = await issue_links(
+            practice_id=actor.practice_id,
+            patients=[(pid, patients[pid].email or "") for pid in chosen],
+            purpose=LinkPurpose.INVITATION,
+            ttl=ttl,
+            created_by=actor.actor_id,
+        )
+        await outbox.enqueue([
+            invitation_message(practice, patients[link.patient_id], link, settings,
+                               reset=link.patient_id in with_password, self_service=False)
+            for link in links
+        ])
+        await audit.record_many(actor, "invitation.sent", list(chosen))
+    for link in links:
+        planned = chosen[link.patient_id].invitation
+        assert planned is not None
+        planned.expires_at = link.expires_at
+    return results
+
+
+def invitation_message(
+    practice: Practice,
+    patient: Patient,
+    link: IssuedLink,
+    settings: Settings,
+    *,
+    reset: bool,
+    self_service: bool,
+):  # type: ignore[no-untyped-def]
+    rendered = compose.invitation(
+        practice_name=practice.name,
+        first_name=patient.first_name,
+        link=compose.link_url(settings.link_base_url, link.token),
+        expires_at=link.expires_at,
+        reset=reset,
+        self_service=self_service,
+    )
+    return outbox.message(
+        practice_id=practice.id,
+        patient_id=patient.id,
+        kind="self_service" if self_service else "invitation",
+        to_addr=link.sent_to,
+        rendered=rendered,
+        link_id=link.link_id,
+    )

@@ -1,0 +1,253 @@
+"""The Onboarding Tool's reads: one patient, a page of patients, counts per status.
+
+A page is at most two statements whatever its size: the page itself (patient, account
+and newest link joined, status computed in SQL) and, when asked for, the grouped counts.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from core.clock import utcnow
+from onboarding.sql import Params, as_date, as_datetime, connection, dialect_of, like_pattern
+from onboarding.status import PortalStatus, status_sql
+
+
+class BadCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    username: str
+    must_change_password: bool
+    last_login_at: datetime | None
+    locked: bool
+
+
+@dataclass(frozen=True)
+class InvitationRow:
+    sent_to: str
+    sent_at: datetime
+    expires_at: datetime
+    used_at: datetime | None
+    revoked_at: datetime | None
+    delivery_status: str
+    purpose: str
+
+
+@dataclass(frozen=True)
+class PatientRow:
+    id: int
+    practice_id: int
+    chart_number: str
+    first_name: str
+    last_name: str
+    date_of_birth: date
+    email: str | None
+    zip_code: str | None
+    chart_status: str
+    portal_enabled: bool
+    portal_status: PortalStatus
+    email_shared_with: int
+    account: AccountRow | None
+    last_invitation: InvitationRow | None
+    sort_key: tuple[str, str, int]
+
+
+@dataclass(frozen=True)
+class OnboardingFilter:
+    statuses: Sequence[PortalStatus] | None = None
+    search: str | None = None
+    has_email: bool | None = None
+
+
+@dataclass
+class Page:
+    rows: list[PatientRow]
+    has_next_page: bool
+
+
+@dataclass
+class _Query:
+    params: Params
+    where: list[str] = field(default_factory=list)
+
+
+_SELECT = """SELECT p.id, p.practice_id, p.chart_number, p.first_name, p.last_name,
+ p.first_name_key, p.last_name_key, p.date_of_birth, p.email, p.zip_code, p.chart_status,
+ p.portal_enabled,
+ a.id AS a_id, a.username, a.must_change_password, a.last_login_at, a.locked_until,
+ l.id AS l_id, l.sent_to, l.created_at AS l_created_at, l.expires_at AS l_expires_at,
+ l.used_at AS l_used_at, l.revoked_at AS l_revoked_at, l.delivery_status, l.purpose,
+ CASE WHEN p.email_key IS NULL THEN 0 ELSE (SELECT COUNT(*) FROM patient q
+   WHERE q.practice_id = p.practice_id AND q.email_key = p.email_key AND q.id <> p.id)
+ END AS shared,
+ {status} AS status
+FROM patient p
+LEFT JOIN portal_account a ON a.patient_id = p.id
+LEFT JOIN link_token l ON l.id = p.last_link_id"""
+
+_FROM = """FROM patient p
+LEFT JOIN portal_account a ON a.patient_id = p.id
+LEFT JOIN link_token l ON l.id = p.last_link_id"""
+
+
+def encode_cursor(key: tuple[str, str, int]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[str, str, int]:
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeError) as exc:
+        raise BadCursor("cursor is not one this service issued") from exc
+    if (
+        not isinstance(raw, list)
+        or len(raw) != 3
+        or not isinstance(raw[0], str)
+        or not isinstance(raw[1], str)
+        or not isinstance(raw[2], int)
+        or isinstance(raw[2], bool)
+    ):
+        raise BadCursor("cursor is not one this service issued")
+    return raw[0], raw[1], raw[2]
+
+
+class PatientReader:
+    """Reads patients of one practice; every statement is scoped to ``practice_id``."""
+
+    def __init__(self, practice_id: int, temporary_password_ttl: timedelta) -> None:
+        self.practice_id = practice_id
+        self.temporary_password_ttl = temporary_password_ttl
+        self.conn = connection()
+        self.dialect = dialect_of(self.conn)
+        self.now = utcnow()
+
+    def _query(self) -> tuple[_Query, str]:
+        q = _Query(Params(self.dialect))
+        status = status_sql(
+            q.params(self.now), q.params(self.now - self.temporary_password_ttl)
+        )
+        q.where.append(f"p.practice_id = {q.params(self.practice_id)}")
+        return q, status
+
+    def _apply_filter(self, q: _Query, flt: OnboardingFilter | None) -> None:
+        if flt is None:
+            return
+        if flt.has_email is True:
+            q.where.append("p.email_key IS NOT NULL")
+        elif flt.has_email is False:
+            q.where.append("p.email_key IS NULL")
+        for term in (flt.search or "").replace(",", " ").split():
+            pattern = q.params(like_pattern(term.casefold()))
+            q.where.append(
+                "(p.last_name_key LIKE {0} ESCAPE '\\' OR p.first_name_key LIKE {0} ESCAPE '\\'"
+                " OR LOWER(p.chart_number) LIKE {0} ESCAPE '\\'"
+                " OR p.email_key LIKE {0} ESCAPE '\\')".format(pattern)
+            )
+
+    def _status_clause(self, q: _Query, status: str, statuses: Sequence[PortalStatus]) -> None:
+        placeholders = ", ".join(q.params(s.value) for s in statuses)
+        q.where.append(f"({status}) IN ({placeholders})")
+
+    async def by_ids(self, ids: Sequence[int]) -> dict[int, PatientRow]:
+        if not ids:
+            return {}
+        q, status = self._query()
+        placeholders = ", ".join(q.params(i) for i in ids)
+        q.where.append(f"p.id IN ({placeholders})")
+        sql = _SELECT.format(status=status) + " WHERE " + " AND ".join(q.where)
+        rows = await self.conn.execute_query_dict(sql, q.params.values)
+        return {r.id: r for r in map(self._row, rows)}
+
+    async def one(self, patient_id: int) -> PatientRow | None:
+        return (await self.by_ids([patient_id])).get(patient_id)
+
+    async def page(
+        self, first: int, after: str | None, flt: OnboardingFilter | None
+    ) -> Page:
+        q, status = self._query()
+        self._apply_filter(q, flt)
+        if flt and flt.statuses is not None:
+            if not flt.statuses:
+                return Page([], False)
+            self._status_clause(q, status, flt.statuses)
+        if after:
+            last, first_name, pid = decode_cursor(after)
+            a, b, c = q.params(last), q.params(first_name), q.params(pid)
+            q.where.append(
+                f"(p.last_name_key > {a} OR (p.last_name_key = {a} AND"
+                f" (p.first_name_key > {b} OR (p.first_name_key = {b} AND p.id > {c}))))"
+            )
+        limit = q.params(first + 1)
+        sql = (
+            _SELECT.format(status=status)
+            + " WHERE "
+            + " AND ".join(q.where)
+            + f" ORDER BY p.last_name_key, p.first_name_key, p.id LIMIT {limit}"
+        )
+        rows = [self._row(r) for r in await self.conn.execute_query_dict(sql, q.params.values)]
+        return Page(rows[:first], len(rows) > first)
+
+    async def status_counts(self, flt: OnboardingFilter | None) -> dict[PortalStatus, int]:
+        """Counts per status for the filter without its status part, in one grouped query."""
+        q, status = self._query()
+        self._apply_filter(q, flt)
+        sql = (
+            f"SELECT s.status AS status, COUNT(*) AS n FROM (SELECT {status} AS status "
+            + _FROM
+            + " WHERE "
+            + " AND ".join(q.where)
+            + ") s GROUP BY s.status"
+        )
+        rows = await self.conn.execute_query_dict(sql, q.params.values)
+        counts = {s: 0 for s in PortalStatus}
+        for r in rows:
+            counts[PortalStatus(r["status"])] = int(r["n"])
+        return counts
+
+    def _row(self, r: dict[str, Any]) -> PatientRow:
+        account = None
+        if r["a_id"] is not None:
+            locked_until = as_datetime(r["locked_until"])
+            account = AccountRow(
+                username=r["username"],
+                must_change_password=bool(r["must_change_password"]),
+                last_login_at=as_datetime(r["last_login_at"]),
+                locked=locked_until is not None and locked_until > self.now,
+            )
+        invitation = None
+        if r["l_id"] is not None:
+            invitation = InvitationRow(
+                sent_to=r["sent_to"],
+                sent_at=as_datetime(r["l_created_at"]),  # type: ignore[arg-type]
+                expires_at=as_datetime(r["l_expires_at"]),  # type: ignore[arg-type]
+                used_at=as_datetime(r["l_used_at"]),
+                revoked_at=as_datetime(r["l_revoked_at"]),
+                delivery_status=r["delivery_status"],
+                purpose=r["purpose"],
+            )
+        return PatientRow(
+            id=r["id"],
+            practice_id=r["practice_id"],
+            chart_number=r["chart_number"],
+            first_name=r["first_name"],
+            last_name=r["last_name"],
+            date_of_birth=as_date(r["date_of_birth"]),
+            email=r["email"],
+            zip_code=r["zip_code"],
+            chart_status=r["chart_status"],
+            portal_enabled=bool(r["portal_enabled"]),
+            portal_status=PortalStatus(r["status"]),
+            email_shared_with=int(r["shared"]),
+            account=account,
+            last_invitation=invitation,
+            sort_key=(r["last_name_key"], r["first_name_key"], r["id"]),
+        )

@@ -1,0 +1,154 @@
+"""Chart fields as the EMR sends them: createPatient, updatePatient."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from core.clock import utcnow
+from models import ChartStatus, Patient, RevokeReason
+from onboarding import audit
+from onboarding.actor import Actor
+from onboarding.errors import ErrorCode, Problem
+from onboarding.links import revoke_links
+from onboarding.sessions import revoke_sessions
+from onboarding.validation import check_birth_date, check_email, check_text, check_zip
+
+UNSET = object()
+
+
+@dataclass
+class ChartInput:
+    """Fields left as ``UNSET`` are not changed (updatePatient)."""
+
+    chart_number: object = UNSET
+    first_name: object = UNSET
+    last_name: object = UNSET
+    date_of_birth: object = UNSET
+    email: object = UNSET
+    zip_code: object = UNSET
+    chart_status: object = UNSET
+
+
+def _clean(data: ChartInput) -> tuple[dict[str, object], list[Problem]]:
+    values: dict[str, object] = {}
+    problems: list[Problem] = []
+    for attr, gql, limit in (
+        ("chart_number", "chartNumber", 64),
+        ("first_name", "firstName", 100),
+        ("last_name", "lastName", 100),
+    ):
+        raw = getattr(data, attr)
+        if raw is UNSET:
+            continue
+        if raw is None:
+            problems.append(Problem(ErrorCode.INVALID_INPUT, f"{gql} is required", (gql,)))
+            continue
+        cleaned, problem = check_text(gql, str(raw), max_length=limit)
+        values[attr] = cleaned
+        if problem:
+            problems.append(problem)
+    if data.date_of_birth is not UNSET:
+        if not isinstance(data.date_of_birth, date):
+            problems.append(
+                Problem(ErrorCode.INVALID_INPUT, "dateOfBirth is required", ("dateOfBirth",))
+            )
+        else:
+            values["date_of_birth"] = data.date_of_birth
+            if problem := check_birth_date("dateOfBirth", data.date_of_birth):
+                problems.append(problem)
+    if data.email is not UNSET:
+        email, problem = check_email("email", data.email)  # type: ignore[arg-type]
+        values["email"] = email
+        if problem:
+            problems.append(problem)
+    if data.zip_code is not UNSET:
+        zip_code, problem = check_zip("zipCode", data.zip_code)  # type: ignore[arg-type]
+        values["zip_code"] = zip_code
+        if problem:
+            problems.append(problem)
+    if data.chart_status is not UNSET:
+        if data.chart_status is None:
+            problems.append(
+                Problem(ErrorCode.INVALID_INPUT, "chartStatus is required", ("chartStatus",))
+            )
+        else:
+            values["chart_status"] = ChartStatus(str(data.chart_status))
+    return values, problems
+
+
+def _duplicate_chart() -> Problem:
+    return Problem(
+        ErrorCode.DUPLICATE_CHART_NUMBER,
+        "another patient of this practice has that chart number",
+        ("chartNumber",),
+    )
+
+
+async def create_patient(actor: Actor, data: ChartInput) -> tuple[int | None, list[Problem]]:
+    assert actor.practice_id is not None
+    values, problems = _clean(data)
+    for required, gql in (
+        ("chart_number", "chartNumber"),
+        ("first_name", "firstName"),
+        ("last_name", "lastName"),
+        ("date_of_birth", "dateOfBirth"),
+    ):
+        if required not in values and not any(p.field == (gql,) for p in problems):
+            problems.append(Problem(ErrorCode.INVALID_INPUT, f"{gql} is required", (gql,)))
+    if problems:
+        return None, problems
+    patient = Patient(practice_id=actor.practice_id, **values)
+    patient.normalise_keys()
+    try:
+        async with in_transaction():
+            await patient.save()
+            await audit.record(actor, "patient.created", patient_id=patient.id)
+    except IntegrityError:
+        return None, [_duplicate_chart()]
+    return patient.id, []
+
+
+async def update_patient(
+    actor: Actor, patient_id: int, data: ChartInput
+) -> tuple[int | None, list[Problem]]:
+    values, problems = _clean(data)
+    if problems:
+        return None, problems
+    try:
+        async with in_transaction():
+            patient = (
+                await Patient.filter(id=patient_id, practice_id=actor.practice_id)
+                .select_for_update()
+                .first()
+            )
+            if patient is None:
+                return None, [Problem(ErrorCode.NOT_FOUND, "no such patient", ("id",))]
+            changed = [k for k, v in values.items() if getattr(patient, k) != v]
+            if not changed:
+                return patient.id, []
+            email_changed = "email" in changed and (
+                (patient.email or "").casefold() != (values["email"] or "").casefold()  # type: ignore[union-attr]
+            )
+            for key in changed:
+                setattr(patient, key, values[key])
+            patient.normalise_keys()
+            now = utcnow()
+            if email_changed:
+                patient.email_changed_at = now
+            await patient.save()
+            if email_changed:
+                # The address of record changed: links sent to the old one die (TOK-5).
+                await revoke_links([patient.id], RevokeReason.EMAIL_CHANGED)
+            if patient.chart_status not in (ChartStatus.ACTIVE, ChartStatus.PROSPECTIVE):
+                await revoke_links([patient.id], RevokeReason.PORTAL_DISABLED)
+                await revoke_sessions([patient.id])
+            await audit.record(
+                actor, "patient.updated", patient_id=patient.id, detail={"fields": sorted(changed)}
+            )
+    except IntegrityError:
+        return None, [_duplicate_chart()]
+    return patient_id, []

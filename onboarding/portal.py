@@ -1,0 +1,53 @@
+"""Enable and disable portal access, in bulk (SPEC 2.2, 2.3)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tortoise.transactions import in_transaction
+
+from models import INVITABLE_CHART_STATUSES, Patient, RevokeReason
+from onboarding import audit
+from onboarding.actor import Actor
+from onboarding.bulk import RowResult, resolve_patients
+from onboarding.errors import ErrorCode, Problem
+from onboarding.links import revoke_links
+from onboarding.sessions import revoke_sessions
+
+
+async def enable_portal(actor: Actor, raw_ids: Sequence[str]) -> list[RowResult]:
+    assert actor.practice_id is not None
+    results, patients = await resolve_patients(actor.practice_id, raw_ids)
+    to_enable: list[int] = []
+    for index, result in enumerate(results):
+        if result.patient_id is None:
+            continue
+        patient = patients[result.patient_id]
+        if patient.chart_status not in INVITABLE_CHART_STATUSES:
+            result.problems.append(Problem(
+                ErrorCode.INACTIVE_PATIENT, "the chart is inactive or deceased",
+                ("patientIds", str(index))))
+        elif not patient.portal_enabled and patient.id not in to_enable:
+            to_enable.append(patient.id)
+    if to_enable:
+        async with in_transaction():
+            await Patient.filter(id__in=to_enable, portal_enabled=False).update(portal_enabled=True)
+            await audit.record_many(actor, "portal.enabled", to_enable)
+    return results
+
+
+async def disable_portal(actor: Actor, raw_ids: Sequence[str]) -> list[RowResult]:
+    assert actor.practice_id is not None
+    results, patients = await resolve_patients(actor.practice_id, raw_ids)
+    to_disable = list(dict.fromkeys(
+        r.patient_id for r in results
+        if r.patient_id is not None and patients[r.patient_id].portal_enabled
+    ))
+    if to_disable:
+        async with in_transaction():
+            await Patient.filter(id__in=to_disable).update(portal_enabled=False)
+            # Outstanding links and sessions die with access (SECURITY TOK-5).
+            await revoke_links(to_disable, RevokeReason.PORTAL_DISABLED)
+            await revoke_sessions(to_disable)
+            await audit.record_many(actor, "portal.disabled", to_disable)
+    return results

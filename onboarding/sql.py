@@ -1,0 +1,53 @@
+"""Helpers for the hand-written SQL of the hot read paths.
+
+The Onboarding Tool's page is one statement with joins; building it through the ORM
+would cost a model instance per row and a query per relation. Placeholders differ by
+driver (``?n`` for sqlite3, ``$n`` for asyncpg), and values always travel as parameters.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from tortoise import connections
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+
+class Params:
+    def __init__(self, dialect: str) -> None:
+        self.dialect = dialect
+        self.values: list[Any] = []
+
+    def __call__(self, value: Any) -> str:
+        self.values.append(value)
+        # Numbered placeholders (?N on SQLite, $N on PostgreSQL) so one value can be
+        # referenced several times, as the status expression and keyset clause do.
+        n = len(self.values)
+        return f"?{n}" if self.dialect == "sqlite" else f"${n}"
+
+
+def connection() -> BaseDBAsyncClient:
+    return connections.get("default")
+
+
+def dialect_of(conn: BaseDBAsyncClient) -> str:
+    return conn.capabilities.dialect
+
+
+def like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def as_datetime(value: Any) -> datetime | None:
+    # sqlite3 hands back the ISO text Tortoise stored; asyncpg a datetime.
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value)
+
+
+def as_date(value: Any) -> date:
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(value)
