@@ -59,7 +59,9 @@ async def migrate(database_url: str) -> None:
 
 async def connect(database_url: str) -> None:
     silence_driver_parameter_logs()
-    await Tortoise.init(config=tortoise_config(database_url))
+    # Global fallback: uvicorn runs the lifespan in its own task, and requests in other
+    # tasks must see the same connections.
+    await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
 
 
 async def disconnect() -> None:

@@ -184,7 +184,7 @@ async def set_credentials(
                 await revoke_sessions([patient.id])
                 await notify_password_changed(patient, practice.name, by_staff=True)
             await audit.record(actor, "credentials.set", patient_id=patient.id,
-                               detail={"password_set": password_hash is not None})
+                               detail={"typed_by_staff": password_hash is not None})
     except IntegrityError:
         return CredentialsResult(None, [username_taken()])
     except ProblemError as exc:

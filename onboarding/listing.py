@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -58,7 +57,6 @@ class PatientRow:
     email_shared_with: int
     account: AccountRow | None
     last_invitation: InvitationRow | None
-    sort_key: tuple[str, str, int]
 
 
 @dataclass(frozen=True)
@@ -81,7 +79,7 @@ class _Query:
 
 
 _SELECT = """SELECT p.id, p.practice_id, p.chart_number, p.first_name, p.last_name,
- p.first_name_key, p.last_name_key, p.date_of_birth, p.email, p.zip_code, p.chart_status,
+ p.date_of_birth, p.email, p.zip_code, p.chart_status,
  p.portal_enabled,
  a.id AS a_id, a.username, a.must_change_password, a.last_login_at, a.locked_until,
  l.id AS l_id, l.sent_to, l.created_at AS l_created_at, l.expires_at AS l_expires_at,
@@ -99,25 +97,20 @@ LEFT JOIN portal_account a ON a.patient_id = p.id
 LEFT JOIN link_token l ON l.id = p.last_link_id"""
 
 
-def encode_cursor(key: tuple[str, str, int]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
+def encode_cursor(patient_id: int) -> str:
+    # The cursor names the last row by id only: names are health-adjacent data and
+    # cursors end up in front-end URLs and logs. The sort key is looked up in SQL.
+    return base64.urlsafe_b64encode(f"patient:{patient_id}".encode()).decode()
 
 
-def decode_cursor(cursor: str) -> tuple[str, str, int]:
+def decode_cursor(cursor: str) -> int:
     try:
-        raw = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
+        kind, _, number = base64.urlsafe_b64decode(cursor.encode("ascii")).decode().partition(":")
     except (ValueError, binascii.Error, UnicodeError) as exc:
         raise BadCursor("cursor is not one this service issued") from exc
-    if (
-        not isinstance(raw, list)
-        or len(raw) != 3
-        or not isinstance(raw[0], str)
-        or not isinstance(raw[1], str)
-        or not isinstance(raw[2], int)
-        or isinstance(raw[2], bool)
-    ):
+    if kind != "patient" or not number.isdigit() or len(number) > 12:
         raise BadCursor("cursor is not one this service issued")
-    return raw[0], raw[1], raw[2]
+    return int(number)
 
 
 class PatientReader:
@@ -180,11 +173,12 @@ class PatientReader:
                 return Page([], False)
             self._status_clause(q, status, flt.statuses)
         if after:
-            last, first_name, pid = decode_cursor(after)
-            a, b, c = q.params(last), q.params(first_name), q.params(pid)
+            after_id = q.params(decode_cursor(after))
+            # Scoped to the practice: a cursor naming another practice's row matches nothing.
             q.where.append(
-                f"(p.last_name_key > {a} OR (p.last_name_key = {a} AND"
-                f" (p.first_name_key > {b} OR (p.first_name_key = {b} AND p.id > {c}))))"
+                "(p.last_name_key, p.first_name_key, p.id) > (SELECT c.last_name_key,"
+                f" c.first_name_key, c.id FROM patient c WHERE c.id = {after_id}"
+                f" AND c.practice_id = {q.params(self.practice_id)})"
             )
         limit = q.params(first + 1)
         sql = (
@@ -249,5 +243,4 @@ class PatientReader:
             email_shared_with=int(r["shared"]),
             account=account,
             last_invitation=invitation,
-            sort_key=(r["last_name_key"], r["first_name_key"], r["id"]),
         )

@@ -82,7 +82,7 @@ async def login(
         token = await create_session(account, timedelta(minutes=settings.session_ttl_minutes))
         await audit.record(actor, "login.succeeded", patient_id=patient.id,
                            practice_id=practice_id,
-                           detail={"must_change_password": account.must_change_password})
+                           detail={"forced_change": account.must_change_password})
     return LoginResult(token, account.must_change_password, [])
 
 

@@ -71,7 +71,7 @@ class PatientConnection:
 def connection_from_page(
     reader: PatientReader, flt: FilterData | None, rows: list, has_next: bool  # type: ignore[type-arg]
 ) -> PatientConnection:
-    edges = [PatientEdge(cursor=encode_cursor(r.sort_key), node=Patient.from_row(r)) for r in rows]
+    edges = [PatientEdge(cursor=encode_cursor(r.id), node=Patient.from_row(r)) for r in rows]
     return PatientConnection(
         edges=edges,
         page_info=PageInfo(end_cursor=edges[-1].cursor if edges else None, has_next_page=has_next),
