@@ -11,7 +11,9 @@ import typer
 
 from core.settings import Settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Patient portal onboarding service")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Patient portal onboarding service"
+)
 T = TypeVar("T")
 
 

@@ -30,7 +30,9 @@ def configure_logging(settings: Settings) -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
+    )
     # Never below INFO: the database client logs bound parameters at DEBUG.
     for name in ("tortoise", "tortoise.db_client", "aiosqlite", "asyncpg"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -16,7 +16,11 @@ from core.settings import Settings
 class RateLimiter:
     def __init__(self, settings: Settings) -> None:
         if settings.redis_url:
-            uri = "async+" + settings.redis_url if not settings.redis_url.startswith("async+") else settings.redis_url
+            uri = (
+                "async+" + settings.redis_url
+                if not settings.redis_url.startswith("async+")
+                else settings.redis_url
+            )
         else:
             uri = "async+memory://"
         self.storage = storage_from_string(uri)
@@ -40,4 +44,4 @@ class RateLimiter:
         return allowed
 
     async def reset(self) -> None:
-        await self.storage.reset()
+        await self.storage.reset()  # type: ignore[misc]

@@ -20,7 +20,6 @@ from onboarding.admin import STAFF_PREFIX
 from onboarding.sessions import SESSION_PREFIX, find_session
 
 
-
 def client_address(request: Request, trusted_proxies: list[str]) -> str | None:
     """The socket peer, unless it is a configured proxy; then the right-most address in
     X-Forwarded-For that is not itself a trusted proxy (SECURITY LOG-5)."""
@@ -66,12 +65,21 @@ class Context:
     @property
     def actor(self) -> Actor:
         if self.staff is not None:
-            return Actor(ActorType.STAFF, self.staff.id, self.staff.practice_id,  # type: ignore[attr-defined]
-                         self.client_addr, self.request_id)
+            return Actor(
+                ActorType.STAFF,
+                self.staff.id,
+                self.staff.practice_id,  # type: ignore[attr-defined]
+                self.client_addr,
+                self.request_id,
+            )
         if self.session is not None:
-            return Actor(ActorType.PATIENT, self.session.account.patient.id,
-                         self.session.account.patient.practice_id, self.client_addr,
-                         self.request_id)
+            return Actor(
+                ActorType.PATIENT,
+                self.session.account.patient.id,
+                self.session.account.patient.practice_id,
+                self.client_addr,
+                self.request_id,
+            )
         return Actor(ActorType.ANONYMOUS, None, None, self.client_addr, self.request_id)
 
     def require_staff(self) -> StaffUser:

@@ -5,10 +5,9 @@ from collections.abc import Iterable
 import strawberry
 from graphql import GraphQLError
 
-from onboarding.errors import ErrorCode as DomainErrorCode
-from onboarding.errors import Problem
+from onboarding.errors import ErrorCode, Problem
 
-ErrorCode = strawberry.enum(DomainErrorCode, name="ErrorCode", description="Why a mutation refused.")
+strawberry.enum(ErrorCode, name="ErrorCode", description="Why a mutation refused.")
 
 
 @strawberry.type(description="A business error: the request was understood and refused.")

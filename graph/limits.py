@@ -18,14 +18,16 @@ from graphql import (
 
 # Operations that check a secret or send mail: at most one per request, however spelled
 # (aliases, fragments, several operations in one document).
-CREDENTIAL_FIELDS = frozenset({
-    "redeemToken",
-    "login",
-    "requestSelfReset",
-    "requestUsernameReminder",
-    "changePassword",
-    "tokenInfo",
-})
+CREDENTIAL_FIELDS = frozenset(
+    {
+        "redeemToken",
+        "login",
+        "requestSelfReset",
+        "requestUsernameReminder",
+        "changePassword",
+        "tokenInfo",
+    }
+)
 
 
 class OneCredentialOperation(ValidationRule):
@@ -38,10 +40,12 @@ class OneCredentialOperation(ValidationRule):
             if isinstance(definition, OperationDefinitionNode):
                 count += self._count(definition.selection_set, fragments, set())
         if count > 1:
-            self.report_error(GraphQLError(
-                "At most one credential operation (login, redeemToken, tokenInfo, "
-                "requestSelfReset, requestUsernameReminder, changePassword) per request."
-            ))
+            self.report_error(
+                GraphQLError(
+                    "At most one credential operation (login, redeemToken, tokenInfo, "
+                    "requestSelfReset, requestUsernameReminder, changePassword) per request."
+                )
+            )
 
     def _count(
         self,

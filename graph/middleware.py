@@ -56,7 +56,9 @@ class PortalMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = [h for h in message.get("headers", []) if h[0] not in dict(SECURITY_HEADERS)]
+                headers = [
+                    h for h in message.get("headers", []) if h[0] not in dict(SECURITY_HEADERS)
+                ]
                 headers.extend(SECURITY_HEADERS)
                 headers.append((b"x-request-id", request_id.encode()))
                 message["headers"] = headers
@@ -69,8 +71,13 @@ class PortalMiddleware:
             status = 413
         finally:
             # Path only: a query string could carry anything a client put there.
-            log.info("http.request", method=scope.get("method"), path=scope.get("path"),
-                     status=status, ms=round((time.perf_counter() - started) * 1000, 1))
+            log.info(
+                "http.request",
+                method=scope.get("method"),
+                path=scope.get("path"),
+                status=status,
+                ms=round((time.perf_counter() - started) * 1000, 1),
+            )
             structlog.contextvars.unbind_contextvars("request_id")
 
 
@@ -79,11 +86,20 @@ class BodyTooLarge(Exception):
 
 
 async def _too_large(send: Send, request_id: str) -> None:
-    body = b'{"errors":[{"message":"Request body too large.","extensions":{"code":"PAYLOAD_TOO_LARGE"}}]}'
-    await send({
-        "type": "http.response.start",
-        "status": 413,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                    *SECURITY_HEADERS, (b"x-request-id", request_id.encode())],
-    })
+    body = (
+        b'{"errors":[{"message":"Request body too large.",'
+        b'"extensions":{"code":"PAYLOAD_TOO_LARGE"}}]}'
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *SECURITY_HEADERS,
+                (b"x-request-id", request_id.encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

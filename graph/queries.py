@@ -111,7 +111,9 @@ class Query:
         if patient_id is not None:
             pid = parse_id(patient_id)
             if pid is None:
-                return AuditEventConnection(edges=[], page_info=PageInfo(end_cursor=None, has_next_page=False))
+                return AuditEventConnection(
+                    edges=[], page_info=PageInfo(end_cursor=None, has_next_page=False)
+                )
             query = query.filter(patient_id=pid)
         if after:
             query = query.filter(id__lt=decode_audit_cursor(after))
@@ -132,8 +134,14 @@ class Query:
         ctx = info.context
         info.context.response.headers["Cache-Control"] = "no-store"
         if not await ctx.services.limiter.allow("token", f"ip:{ctx.client_addr}"):
-            return TokenInfo(valid=False, error=ErrorCode.RATE_LIMITED, username_required=False,
-                             username=None, expires_at=None, date_of_birth_required=False)
+            return TokenInfo(
+                valid=False,
+                error=ErrorCode.RATE_LIMITED,
+                username_required=False,
+                username=None,
+                expires_at=None,
+                date_of_birth_required=False,
+            )
         result = await token_info(token, ctx.settings)
         return TokenInfo(
             valid=result.valid,

@@ -101,7 +101,10 @@ class Dispatcher:
                 # The body may hold a one-time link: once the message has left nothing
                 # needs it, so it does not stay in the database.
                 await OutboxMessage.filter(id__in=[r.id for r in sent]).update(
-                    status=OutboxStatus.SENT, sent_at=now, body_text="", body_html="",
+                    status=OutboxStatus.SENT,
+                    sent_at=now,
+                    body_text="",
+                    body_html="",
                     last_error=None,
                 )
                 link_ids = [r.link_id for r in sent if r.link_id is not None]
@@ -125,8 +128,11 @@ class Dispatcher:
                     continue
                 stats.failed += 1
                 await OutboxMessage.filter(id=row.id).update(
-                    status=OutboxStatus.FAILED, attempts=attempts, last_error=result.detail,
-                    body_text="", body_html="",
+                    status=OutboxStatus.FAILED,
+                    attempts=attempts,
+                    last_error=result.detail,
+                    body_text="",
+                    body_html="",
                 )
                 if row.link_id is not None:
                     await self._link_undeliverable(row.link_id, result.detail)
@@ -152,7 +158,9 @@ class Dispatcher:
             self._wake.clear()
             waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
             await asyncio.wait(
-                waiters, timeout=self.settings.mail_poll_seconds, return_when=asyncio.FIRST_COMPLETED
+                waiters,
+                timeout=self.settings.mail_poll_seconds,
+                return_when=asyncio.FIRST_COMPLETED,
             )
             for w in waiters:
                 w.cancel()

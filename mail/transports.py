@@ -5,6 +5,7 @@ dispatcher can retry transient failures and give up on permanent ones."""
 from __future__ import annotations
 
 import sys
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -66,7 +67,8 @@ class FileTransport:
         await anyio.Path(self.directory).mkdir(parents=True, exist_ok=True)
         results = []
         for item in items:
-            name = f"{formatdate(usegmt=True).replace(' ', '_').replace(',', '')}-{uuid.uuid4().hex}.eml"
+            # Sortable by time, unique, and free of characters some file systems refuse.
+            name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex}.eml"
             data = build_message(self.sender, item).as_bytes()
             await anyio.Path(self.directory / name).write_bytes(data)
             results.append(Result(Outcome.SENT, "written"))

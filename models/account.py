@@ -15,6 +15,8 @@ class PortalAccount(Model):
     """At most one per patient. ``username_key`` (case-folded) carries the
     deployment-wide unique index, so uniqueness holds under races and on every database."""
 
+    # Foreign key columns, declared for type checkers.
+    patient_id: int
     id = fields.IntField(primary_key=True)
     patient = fields.OneToOneField("models.Patient", related_name="account")
     username = fields.CharField(max_length=64)
@@ -36,6 +38,8 @@ class PatientSession(Model):
     """A logged-in patient. ``full_access`` is false while a staff-set password must be
     changed: such a session may only call ``changePassword`` (SECURITY NOTIF-2)."""
 
+    # Foreign key columns, declared for type checkers.
+    account_id: int
     id = fields.IntField(primary_key=True)
     account = fields.ForeignKeyField("models.PortalAccount", related_name="sessions")
     token_digest = fields.CharField(max_length=64, unique=True)

@@ -15,6 +15,9 @@ class AuditEvent(Model):
     """Who did what to whom, when and from where (HIPAA 164.312(b), SECURITY LOG-2).
     ``detail`` holds non-secret facts only: never a password, token, link or address."""
 
+    # Foreign key columns, declared for type checkers.
+    practice_id: int | None
+    patient_id: int | None
     id = fields.IntField(primary_key=True)
     practice = fields.ForeignKeyField(
         "models.Practice", related_name=False, null=True, on_delete=fields.SET_NULL

@@ -30,6 +30,10 @@ class LinkToken(Model):
 
     Single use is enforced by a conditional UPDATE on ``used_at`` (onboarding.links)."""
 
+    # Foreign key columns, declared for type checkers.
+    practice_id: int
+    patient_id: int
+    created_by_id: int | None
     id = fields.IntField(primary_key=True)
     practice = fields.ForeignKeyField("models.Practice", related_name=False)
     patient = fields.ForeignKeyField("models.Patient", related_name="links")

@@ -15,6 +15,10 @@ class OutboxMessage(Model):
     by the dispatcher after commit. The body can hold a one-time link, so it is
     scrubbed once the message is sent or has failed for good."""
 
+    # Foreign key columns, declared for type checkers.
+    practice_id: int
+    patient_id: int | None
+    link_id: int | None
     id = fields.IntField(primary_key=True)
     practice = fields.ForeignKeyField("models.Practice", related_name=False)
     patient = fields.ForeignKeyField(

@@ -22,6 +22,9 @@ class Patient(Model):
     count shared addresses with plain indexes on SQLite and PostgreSQL alike.
     """
 
+    # Foreign key columns, declared for type checkers.
+    practice_id: int
+    last_link_id: int | None
     id = fields.IntField(primary_key=True)
     practice = fields.ForeignKeyField("models.Practice", related_name="patients")
     chart_number = fields.CharField(max_length=64)

@@ -18,6 +18,8 @@ class StaffUser(Model):
 
     The bearer token is stored as its SHA-256 digest only."""
 
+    # Foreign key columns, declared for type checkers.
+    practice_id: int
     id = fields.IntField(primary_key=True)
     practice = fields.ForeignKeyField("models.Practice", related_name="staff")
     name = fields.CharField(max_length=200)

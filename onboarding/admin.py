@@ -25,5 +25,7 @@ async def create_staff(practice_id: int, name: str) -> tuple[StaffUser, str]:
     if not await Practice.exists(id=practice_id):
         raise LookupError(f"no practice with id {practice_id}")
     token = STAFF_PREFIX + new_token()
-    staff = await StaffUser.create(practice_id=practice_id, name=cleaned, token_digest=digest(token))
+    staff = await StaffUser.create(
+        practice_id=practice_id, name=cleaned, token_digest=digest(token)
+    )
     return staff, token

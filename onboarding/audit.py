@@ -52,7 +52,11 @@ async def record(
     detail: Mapping[str, Any] | None = None,
 ) -> None:
     await _event(
-        actor, action, practice_id=practice_id, patient_id=patient_id, outcome=outcome,
+        actor,
+        action,
+        practice_id=practice_id,
+        patient_id=patient_id,
+        outcome=outcome,
         detail=detail,
     ).save()
 

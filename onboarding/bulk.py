@@ -28,9 +28,11 @@ async def resolve_patients(
     like ids that do not exist (tenancy)."""
     results = [RowResult(raw) for raw in raw_ids]
     wanted = {pid for pid in (parse_id(r) for r in raw_ids) if pid is not None}
-    patients = {
-        p.id: p for p in await Patient.filter(practice_id=practice_id, id__in=list(wanted))
-    } if wanted else {}
+    patients = (
+        {p.id: p for p in await Patient.filter(practice_id=practice_id, id__in=list(wanted))}
+        if wanted
+        else {}
+    )
     for index, result in enumerate(results):
         pid = parse_id(result.requested_id)
         if pid is None or pid not in patients:

@@ -40,7 +40,9 @@ def username_problem(username: str, *, own_email: str | None) -> str | None:
     if not USERNAME_MIN <= len(username) <= USERNAME_MAX:
         return f"must be {USERNAME_MIN} to {USERNAME_MAX} characters"
     if not _USERNAME.match(username):
-        return "may contain only letters, digits and . _ @ + - and must start with a letter or digit"
+        return (
+            "may contain only letters, digits and . _ @ + - and must start with a letter or digit"
+        )
     if "@" in username and (own_email is None or username.casefold() != own_email.casefold()):
         return "an email address can only be the patient's own address on file"
     return None
@@ -70,7 +72,8 @@ def weak_password(password: str, field: str, **context: str | int | None) -> Pro
     if not problems:
         return None
     return Problem(
-        ErrorCode.PASSWORD_TOO_WEAK, "password is " + "; ".join(p.value for p in problems),
+        ErrorCode.PASSWORD_TOO_WEAK,
+        "password is " + "; ".join(p.value for p in problems),
         (field,),
     )
 
@@ -92,8 +95,9 @@ async def store_password(
     now = utcnow()
     if account is None:
         assert username is not None
-        account = PortalAccount(patient_id=patient.id, username=username,
-                                username_key=username_key(username))
+        account = PortalAccount(
+            patient_id=patient.id, username=username, username_key=username_key(username)
+        )
     elif username is not None:
         account.username = username
         account.username_key = username_key(username)
@@ -109,24 +113,28 @@ async def store_password(
     return account
 
 
-async def notify_password_changed(
-    patient: Patient, practice_name: str, *, by_staff: bool
-) -> None:
+async def notify_password_changed(patient: Patient, practice_name: str, *, by_staff: bool) -> None:
     """Tell the patient (never the password) and rely on the caller to revoke sessions
     in the same transaction (SPEC 7.7, SECURITY NOTIF-1)."""
     if not patient.email:
         return
     rendered = compose.password_changed(
-        practice_name=practice_name, first_name=patient.first_name, by_staff=by_staff,
+        practice_name=practice_name,
+        first_name=patient.first_name,
+        by_staff=by_staff,
         when=utcnow(),
     )
-    await outbox.enqueue([
-        outbox.message(
-            practice_id=patient.practice_id,  # type: ignore[attr-defined]
-            patient_id=patient.id, kind="password_changed", to_addr=patient.email,
-            rendered=rendered,
-        )
-    ])
+    await outbox.enqueue(
+        [
+            outbox.message(
+                practice_id=patient.practice_id,  # type: ignore[attr-defined]
+                patient_id=patient.id,
+                kind="password_changed",
+                to_addr=patient.email,
+                rendered=rendered,
+            )
+        ]
+    )
 
 
 @dataclass
@@ -149,21 +157,31 @@ async def set_credentials(
     password must be changed at the next login (SECURITY NOTIF-2)."""
     patient = await Patient.filter(id=patient_id, practice_id=actor.practice_id).first()
     if patient is None:
-        return CredentialsResult(None, [Problem(ErrorCode.NOT_FOUND, "no such patient", ("patientId",))])
+        return CredentialsResult(
+            None, [Problem(ErrorCode.NOT_FOUND, "no such patient", ("patientId",))]
+        )
     if patient.chart_status not in INVITABLE_CHART_STATUSES:
-        return CredentialsResult(None, [Problem(
-            ErrorCode.INACTIVE_PATIENT, "the chart is inactive or deceased", ("patientId",))])
+        return CredentialsResult(
+            None,
+            [
+                Problem(
+                    ErrorCode.INACTIVE_PATIENT, "the chart is inactive or deceased", ("patientId",)
+                )
+            ],
+        )
     if not patient.portal_enabled:
-        return CredentialsResult(None, [Problem(
-            ErrorCode.PORTAL_DISABLED, "enable portal access first", ("patientId",))])
+        return CredentialsResult(
+            None, [Problem(ErrorCode.PORTAL_DISABLED, "enable portal access first", ("patientId",))]
+        )
     problems: list[Problem] = []
     username = username.strip()
     reason = username_problem(username, own_email=patient.email)
     if reason:
         problems.append(Problem(ErrorCode.USERNAME_INVALID, f"username {reason}", ("username",)))
     if password is not None:
-        weak = weak_password(password, "password", min_length=min_length, username=username,
-                             email=patient.email)
+        weak = weak_password(
+            password, "password", min_length=min_length, username=username, email=patient.email
+        )
         if weak:
             problems.append(weak)
     if problems:
@@ -174,8 +192,11 @@ async def set_credentials(
         async with in_transaction():
             account = await PortalAccount.filter(patient_id=patient.id).select_for_update().first()
             account = await store_password(
-                patient=patient, account=account, username=username,
-                password_hash=password_hash, origin=PasswordOrigin.STAFF,
+                patient=patient,
+                account=account,
+                username=username,
+                password_hash=password_hash,
+                origin=PasswordOrigin.STAFF,
             )
             if password_hash is not None:
                 # The patient now signs in with what staff told them: outstanding links
@@ -183,10 +204,16 @@ async def set_credentials(
                 await revoke_links([patient.id], RevokeReason.PASSWORD_SET)
                 await revoke_sessions([patient.id])
                 await notify_password_changed(patient, practice.name, by_staff=True)
-            await audit.record(actor, "credentials.set", patient_id=patient.id,
-                               detail={"typed_by_staff": password_hash is not None})
+            await audit.record(
+                actor,
+                "credentials.set",
+                patient_id=patient.id,
+                detail={"typed_by_staff": password_hash is not None},
+            )
     except IntegrityError:
         return CredentialsResult(None, [username_taken()])
     except ProblemError as exc:
         return CredentialsResult(None, exc.problems)
-    return CredentialsResult(account, [], mail_queued=password_hash is not None and bool(patient.email))
+    return CredentialsResult(
+        account, [], mail_queued=password_hash is not None and bool(patient.email)
+    )

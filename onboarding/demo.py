@@ -14,27 +14,31 @@ from onboarding.actor import Actor
 from onboarding.admin import create_practice, create_staff
 from onboarding.invitations import send_invitations
 
-FIRST = ("James Mary Robert Patricia John Jennifer Michael Linda David Elizabeth William Barbara "
-         "Richard Susan Joseph Jessica Thomas Sarah Charles Karen Christopher Lisa Daniel Nancy "
-         "Matthew Betty Anthony Sandra Mark Margaret Donald Ashley Steven Kimberly Andrew Emily "
-         "Paul Donna Joshua Michelle Kenneth Carol Kevin Amanda Brian Melissa George Deborah "
-         "Timothy Stephanie Ronald Rebecca Jason Sharon Edward Laura Jeffrey Cynthia Ryan Dorothy "
-         "Jacob Amy Gary Kathleen Nicholas Angela Eric Shirley Jonathan Emma Stephen Brenda Larry "
-         "Pamela Justin Nicole Scott Anna Brandon Samantha Benjamin Katherine Samuel Christine "
-         "Gregory Debra Alexander Rachel Patrick Carolyn Frank Janet Raymond Maria Jack Olivia "
-         "Dennis Heather Jerry Helen Tyler Catherine Aaron Diane Jose Julie Adam Victoria Nathan "
-         "Joyce Henry Lauren Zachary Kelly Douglas Christina Peter Ruth Kyle Joan Noah Virginia "
-         "Ethan Judith Jeremy Evelyn Christian Hannah Walter Andrea Keith Megan Austin Cheryl "
-         "Roger Jacqueline Terry Madison Sean Teresa Gerald Abigail Carl Sophia Dylan Martha").split()
-LAST = ("Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez "
-        "Lopez Gonzalez Wilson Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson "
-        "White Harris Sanchez Clark Ramirez Lewis Robinson Walker Young Allen King Wright Scott "
-        "Torres Nguyen Hill Flores Green Adams Nelson Baker Hall Rivera Campbell Mitchell Carter "
-        "Roberts Gomez Phillips Evans Turner Diaz Parker Cruz Edwards Collins Reyes Stewart "
-        "Morris Morales Murphy Cook Rogers Gutierrez Ortiz Morgan Cooper Peterson Bailey Reed "
-        "Kelly Howard Ramos Kim Cox Ward Richardson Watson Brooks Chavez Wood James Bennett Gray "
-        "Mendoza Ruiz Hughes Price Alvarez Castillo Sanders Patel Myers Long Ross Foster Jimenez "
-        "O'Brien McDonald DeLuca Van der Berg").split()
+FIRST = (
+    "James Mary Robert Patricia John Jennifer Michael Linda David Elizabeth William Barbara "
+    "Richard Susan Joseph Jessica Thomas Sarah Charles Karen Christopher Lisa Daniel Nancy "
+    "Matthew Betty Anthony Sandra Mark Margaret Donald Ashley Steven Kimberly Andrew Emily "
+    "Paul Donna Joshua Michelle Kenneth Carol Kevin Amanda Brian Melissa George Deborah "
+    "Timothy Stephanie Ronald Rebecca Jason Sharon Edward Laura Jeffrey Cynthia Ryan Dorothy "
+    "Jacob Amy Gary Kathleen Nicholas Angela Eric Shirley Jonathan Emma Stephen Brenda Larry "
+    "Pamela Justin Nicole Scott Anna Brandon Samantha Benjamin Katherine Samuel Christine "
+    "Gregory Debra Alexander Rachel Patrick Carolyn Frank Janet Raymond Maria Jack Olivia "
+    "Dennis Heather Jerry Helen Tyler Catherine Aaron Diane Jose Julie Adam Victoria Nathan "
+    "Joyce Henry Lauren Zachary Kelly Douglas Christina Peter Ruth Kyle Joan Noah Virginia "
+    "Ethan Judith Jeremy Evelyn Christian Hannah Walter Andrea Keith Megan Austin Cheryl "
+    "Roger Jacqueline Terry Madison Sean Teresa Gerald Abigail Carl Sophia Dylan Martha"
+).split()
+LAST = (
+    "Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez "
+    "Lopez Gonzalez Wilson Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson "
+    "White Harris Sanchez Clark Ramirez Lewis Robinson Walker Young Allen King Wright Scott "
+    "Torres Nguyen Hill Flores Green Adams Nelson Baker Hall Rivera Campbell Mitchell Carter "
+    "Roberts Gomez Phillips Evans Turner Diaz Parker Cruz Edwards Collins Reyes Stewart "
+    "Morris Morales Murphy Cook Rogers Gutierrez Ortiz Morgan Cooper Peterson Bailey Reed "
+    "Kelly Howard Ramos Kim Cox Ward Richardson Watson Brooks Chavez Wood James Bennett Gray "
+    "Mendoza Ruiz Hughes Price Alvarez Castillo Sanders Patel Myers Long Ross Foster Jimenez "
+    "O'Brien McDonald DeLuca Van der Berg"
+).split()
 DOMAINS = ("example.com", "example.org", "example.net", "mail.example.com")
 
 
@@ -57,7 +61,12 @@ def generate_patients(
                 if rng.random() < 0.1:
                     family_emails.append(email)
         status = rng.choices(
-            [ChartStatus.ACTIVE, ChartStatus.PROSPECTIVE, ChartStatus.INACTIVE, ChartStatus.DECEASED],
+            [
+                ChartStatus.ACTIVE,
+                ChartStatus.PROSPECTIVE,
+                ChartStatus.INACTIVE,
+                ChartStatus.DECEASED,
+            ],
             weights=[85, 7, 6, 2],
         )[0]
         patient = Patient(
@@ -67,11 +76,19 @@ def generate_patients(
             last_name=last,
             date_of_birth=today - timedelta(days=rng.randint(365, 95 * 365)),
             email=email,
-            zip_code=rng.choice(["00000", f"{rng.randint(1000, 99999):05d}",
-                                 f"{rng.randint(1000, 99999):05d}-{rng.randint(0, 9999):04d}",
-                                 "K1A 0B1"]) if rng.random() < 0.95 else None,
+            zip_code=rng.choice(
+                [
+                    "00000",
+                    f"{rng.randint(1000, 99999):05d}",
+                    f"{rng.randint(1000, 99999):05d}-{rng.randint(0, 9999):04d}",
+                    "K1A 0B1",
+                ]
+            )
+            if rng.random() < 0.95
+            else None,
             chart_status=status,
-            portal_enabled=status in (ChartStatus.ACTIVE, ChartStatus.PROSPECTIVE) and rng.random() < 0.7,
+            portal_enabled=status in (ChartStatus.ACTIVE, ChartStatus.PROSPECTIVE)
+            and rng.random() < 0.7,
         )
         patient.normalise_keys()
         patients.append(patient)
@@ -87,22 +104,28 @@ async def add_accounts(practice_id: int, share: float, *, seed: int) -> int:
     hash reused: demo and benchmark data, not credentials anyone can use)."""
     rng = random.Random(seed)
     unusable_hash = pwd_context.hash(new_token())
-    ids = await Patient.filter(practice_id=practice_id, portal_enabled=True).values_list("id", flat=True)
+    ids = await Patient.filter(practice_id=practice_id, portal_enabled=True).values_list(
+        "id", flat=True
+    )
     chosen = [pid for pid in ids if rng.random() < share]
     now = utcnow()
     accounts = []
     for pid in chosen:
         by_patient = rng.random() < 0.8
-        accounts.append(PortalAccount(
-            patient_id=pid,
-            username=f"user{practice_id}x{pid}",
-            username_key=f"user{practice_id}x{pid}",
-            password_hash=unusable_hash,
-            password_origin=PasswordOrigin.PATIENT if by_patient else PasswordOrigin.STAFF,
-            password_set_at=now - timedelta(days=rng.randint(0, 30)),
-            must_change_password=not by_patient,
-            last_login_at=now - timedelta(days=rng.randint(0, 60)) if by_patient and rng.random() < 0.8 else None,
-        ))
+        accounts.append(
+            PortalAccount(
+                patient_id=pid,
+                username=f"user{practice_id}x{pid}",
+                username_key=f"user{practice_id}x{pid}",
+                password_hash=unusable_hash,
+                password_origin=PasswordOrigin.PATIENT if by_patient else PasswordOrigin.STAFF,
+                password_set_at=now - timedelta(days=rng.randint(0, 30)),
+                must_change_password=not by_patient,
+                last_login_at=now - timedelta(days=rng.randint(0, 60))
+                if by_patient and rng.random() < 0.8
+                else None,
+            )
+        )
     await PortalAccount.bulk_create(accounts, batch_size=1000)
     return len(accounts)
 
@@ -119,6 +142,7 @@ async def build_demo(settings: Settings, count: int) -> str:
         practice_id=practice.id, portal_enabled=True, email__not_isnull=True, account=None
     ).values_list("id", flat=True)
     invite = [str(pid) for pid in candidates[: len(candidates) // 2]]
-    await send_invitations(actor, invite, confirm_shared_email=True, dry_run=False,
-                           settings=settings)
+    await send_invitations(
+        actor, invite, confirm_shared_email=True, dry_run=False, settings=settings
+    )
     return token

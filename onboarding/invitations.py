@@ -80,11 +80,15 @@ async def send_invitations(
     shared = await shared_address_counts(
         actor.practice_id, [p.email_key for p in patients.values() if p.email_key]
     )
-    with_password = set(
-        await PortalAccount.filter(
-            patient_id__in=list(patients), password_hash__isnull=False
-        ).values_list("patient_id", flat=True)
-    ) if patients else set()
+    with_password = (
+        set(
+            await PortalAccount.filter(
+                patient_id__in=list(patients), password_hash__isnull=False
+            ).values_list("patient_id", flat=True)
+        )
+        if patients
+        else set()
+    )
     ttl: timedelta = settings.staff_link_ttl
     expires_at = utcnow() + ttl
     chosen: dict[int, InvitationResult] = {}
@@ -113,11 +117,19 @@ async def send_invitations(
             ttl=ttl,
             created_by=actor.actor_id,
         )
-        await outbox.enqueue([
-            invitation_message(practice, patients[link.patient_id], link, settings,
-                               reset=link.patient_id in with_password, self_service=False)
-            for link in links
-        ])
+        await outbox.enqueue(
+            [
+                invitation_message(
+                    practice,
+                    patients[link.patient_id],
+                    link,
+                    settings,
+                    reset=link.patient_id in with_password,
+                    self_service=False,
+                )
+                for link in links
+            ]
+        )
         await audit.record_many(actor, "invitation.sent", list(chosen))
     for link in links:
         planned = chosen[link.patient_id].invitation

@@ -125,9 +125,7 @@ class PatientReader:
 
     def _query(self) -> tuple[_Query, str]:
         q = _Query(Params(self.dialect))
-        status = status_sql(
-            q.params(self.now), q.params(self.now - self.temporary_password_ttl)
-        )
+        status = status_sql(q.params(self.now), q.params(self.now - self.temporary_password_ttl))
         q.where.append(f"p.practice_id = {q.params(self.practice_id)}")
         return q, status
 
@@ -140,11 +138,14 @@ class PatientReader:
             q.where.append("p.email_key IS NULL")
         for term in (flt.search or "").replace(",", " ").split():
             pattern = q.params(like_pattern(term.casefold()))
-            q.where.append(
-                "(p.last_name_key LIKE {0} ESCAPE '\\' OR p.first_name_key LIKE {0} ESCAPE '\\'"
-                " OR LOWER(p.chart_number) LIKE {0} ESCAPE '\\'"
-                " OR p.email_key LIKE {0} ESCAPE '\\')".format(pattern)
+            columns = (
+                "p.last_name_key",
+                "p.first_name_key",
+                "LOWER(p.chart_number)",
+                "p.email_key",
             )
+            matches = " OR ".join(f"{c} LIKE {pattern} ESCAPE '\\'" for c in columns)
+            q.where.append(f"({matches})")
 
     def _status_clause(self, q: _Query, status: str, statuses: Sequence[PortalStatus]) -> None:
         placeholders = ", ".join(q.params(s.value) for s in statuses)
@@ -163,9 +164,7 @@ class PatientReader:
     async def one(self, patient_id: int) -> PatientRow | None:
         return (await self.by_ids([patient_id])).get(patient_id)
 
-    async def page(
-        self, first: int, after: str | None, flt: OnboardingFilter | None
-    ) -> Page:
+    async def page(self, first: int, after: str | None, flt: OnboardingFilter | None) -> Page:
         q, status = self._query()
         self._apply_filter(q, flt)
         if flt and flt.statuses is not None:

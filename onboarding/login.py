@@ -65,8 +65,9 @@ async def login(
     stored = account.password_hash if (account is not None and usable) else None
     ok, new_hash = await hasher.verify_and_update(password[:128], stored)
     if account is None:
-        await audit.record(actor, "login.failed", outcome="failure",
-                           detail={"reason": "unknown_user"})
+        await audit.record(
+            actor, "login.failed", outcome="failure", detail={"reason": "unknown_user"}
+        )
         return LoginResult(None, False, [INVALID])
     patient = account.patient
     practice_id = patient.practice_id
@@ -74,15 +75,23 @@ async def login(
         await _count_failure(actor, account, practice_id, settings, locked=not usable)
         return LoginResult(None, False, [INVALID])
     async with in_transaction():
-        updates = {"failed_logins": 0, "locked_until": None, "last_login_at": now}
+        updates: dict[str, object] = {
+            "failed_logins": 0,
+            "locked_until": None,
+            "last_login_at": now,
+        }
         if new_hash:
             updates["password_hash"] = new_hash  # upgraded parameters (rehash on login)
         await PortalAccount.filter(id=account.id).update(**updates)
         account.last_login_at = now
         token = await create_session(account, timedelta(minutes=settings.session_ttl_minutes))
-        await audit.record(actor, "login.succeeded", patient_id=patient.id,
-                           practice_id=practice_id,
-                           detail={"forced_change": account.must_change_password})
+        await audit.record(
+            actor,
+            "login.succeeded",
+            patient_id=patient.id,
+            practice_id=practice_id,
+            detail={"forced_change": account.must_change_password},
+        )
     return LoginResult(token, account.must_change_password, [])
 
 
@@ -91,9 +100,14 @@ async def _count_failure(
 ) -> None:
     async with in_transaction():
         await PortalAccount.filter(id=account.id).update(failed_logins=F("failed_logins") + 1)
-        await audit.record(actor, "login.failed", patient_id=account.patient_id,  # type: ignore[attr-defined]
-                           practice_id=practice_id, outcome="failure",
-                           detail={"reason": "locked" if locked else "bad_password"})
+        await audit.record(
+            actor,
+            "login.failed",
+            patient_id=account.patient_id,  # type: ignore[attr-defined]
+            practice_id=practice_id,
+            outcome="failure",
+            detail={"reason": "locked" if locked else "bad_password"},
+        )
         fresh = await PortalAccount.get(id=account.id)
         if fresh.failed_logins >= settings.lockout_threshold and not (
             fresh.locked_until and fresh.locked_until > utcnow()
@@ -102,8 +116,13 @@ async def _count_failure(
                 failed_logins=0,
                 locked_until=utcnow() + timedelta(minutes=settings.lockout_minutes),
             )
-            await audit.record(actor, "login.locked_out", patient_id=account.patient_id,  # type: ignore[attr-defined]
-                               practice_id=practice_id, outcome="failure")
+            await audit.record(
+                actor,
+                "login.locked_out",
+                patient_id=account.patient_id,  # type: ignore[attr-defined]
+                practice_id=practice_id,
+                outcome="failure",
+            )
 
 
 @dataclass(frozen=True)
@@ -125,27 +144,52 @@ async def change_password(
     patient = account.patient
     ok, _ = await hasher.verify_and_update(current_password[:128], account.password_hash)
     if not ok or len(current_password) > 128:
-        await audit.record(actor, "password.change_failed", patient_id=patient.id,
-                           practice_id=patient.practice_id, outcome="failure")
-        return ChangeResult(None, [Problem(ErrorCode.INVALID_CREDENTIALS,
-                                           "the current password is not correct",
-                                           ("currentPassword",))])
-    weak = weak_password(new_password, "newPassword", min_length=settings.password_min_length,
-                         username=account.username, email=patient.email)
+        await audit.record(
+            actor,
+            "password.change_failed",
+            patient_id=patient.id,
+            practice_id=patient.practice_id,
+            outcome="failure",
+        )
+        return ChangeResult(
+            None,
+            [
+                Problem(
+                    ErrorCode.INVALID_CREDENTIALS,
+                    "the current password is not correct",
+                    ("currentPassword",),
+                )
+            ],
+        )
+    weak = weak_password(
+        new_password,
+        "newPassword",
+        min_length=settings.password_min_length,
+        username=account.username,
+        email=patient.email,
+    )
     if weak is None and new_password == current_password:
-        weak = Problem(ErrorCode.PASSWORD_TOO_WEAK, "choose a password you have not used here",
-                       ("newPassword",))
+        weak = Problem(
+            ErrorCode.PASSWORD_TOO_WEAK,
+            "choose a password you have not used here",
+            ("newPassword",),
+        )
     if weak:
         return ChangeResult(None, [weak])
     password_hash = await hasher.hash(new_password)
     practice = await Practice.get(id=patient.practice_id)
     async with in_transaction():
-        account = await store_password(patient=patient, account=account, username=None,
-                                       password_hash=password_hash,
-                                       origin=PasswordOrigin.PATIENT)
+        account = await store_password(
+            patient=patient,
+            account=account,
+            username=None,
+            password_hash=password_hash,
+            origin=PasswordOrigin.PATIENT,
+        )
         await revoke_sessions([patient.id])
         token = await create_session(account, timedelta(minutes=settings.session_ttl_minutes))
         await notify_password_changed(patient, practice.name, by_staff=False)
-        await audit.record(actor, "password.changed", patient_id=patient.id,
-                           practice_id=patient.practice_id)
+        await audit.record(
+            actor, "password.changed", patient_id=patient.id, practice_id=patient.practice_id
+        )
     return ChangeResult(token, [])

@@ -130,8 +130,9 @@ async def update_patient(
             changed = [k for k, v in values.items() if getattr(patient, k) != v]
             if not changed:
                 return patient.id, []
+            new_email = values.get("email")
             email_changed = "email" in changed and (
-                (patient.email or "").casefold() != (values["email"] or "").casefold()  # type: ignore[union-attr]
+                (patient.email or "").casefold() != str(new_email or "").casefold()
             )
             for key in changed:
                 setattr(patient, key, values[key])

@@ -24,9 +24,13 @@ async def enable_portal(actor: Actor, raw_ids: Sequence[str]) -> list[RowResult]
             continue
         patient = patients[result.patient_id]
         if patient.chart_status not in INVITABLE_CHART_STATUSES:
-            result.problems.append(Problem(
-                ErrorCode.INACTIVE_PATIENT, "the chart is inactive or deceased",
-                ("patientIds", str(index))))
+            result.problems.append(
+                Problem(
+                    ErrorCode.INACTIVE_PATIENT,
+                    "the chart is inactive or deceased",
+                    ("patientIds", str(index)),
+                )
+            )
         elif not patient.portal_enabled and patient.id not in to_enable:
             to_enable.append(patient.id)
     if to_enable:
@@ -39,10 +43,13 @@ async def enable_portal(actor: Actor, raw_ids: Sequence[str]) -> list[RowResult]
 async def disable_portal(actor: Actor, raw_ids: Sequence[str]) -> list[RowResult]:
     assert actor.practice_id is not None
     results, patients = await resolve_patients(actor.practice_id, raw_ids)
-    to_disable = list(dict.fromkeys(
-        r.patient_id for r in results
-        if r.patient_id is not None and patients[r.patient_id].portal_enabled
-    ))
+    to_disable = list(
+        dict.fromkeys(
+            r.patient_id
+            for r in results
+            if r.patient_id is not None and patients[r.patient_id].portal_enabled
+        )
+    )
     if to_disable:
         async with in_transaction():
             await Patient.filter(id__in=to_disable).update(portal_enabled=False)

@@ -46,7 +46,9 @@ async def _dob_required(link: LinkToken, account: PortalAccount | None, settings
     if settings.redeem_dob == "never":
         return False
     patient: Patient = link.patient
-    if account is not None and (account.last_login_at or account.password_origin == PasswordOrigin.PATIENT):
+    if account is not None and (
+        account.last_login_at or account.password_origin == PasswordOrigin.PATIENT
+    ):
         return True  # resets an account that is already in use
     if patient.email_changed_at and patient.email_changed_at > utcnow() - RECENT_EMAIL_CHANGE:
         return True
@@ -86,10 +88,17 @@ async def redeem_token(
     state = await find_link(token)
     if state.error or state.link is None:
         if state.link is not None:
-            await audit.record(actor, "link.redeem_refused", patient_id=state.link.patient_id,  # type: ignore[attr-defined]
-                               practice_id=state.link.practice_id,  # type: ignore[attr-defined]
-                               outcome="failure", detail={"reason": state.error.value if state.error else None})
-        return None, [Problem(state.error or ErrorCode.TOKEN_INVALID, "this link cannot be used", ("token",))]
+            await audit.record(
+                actor,
+                "link.redeem_refused",
+                patient_id=state.link.patient_id,  # type: ignore[attr-defined]
+                practice_id=state.link.practice_id,  # type: ignore[attr-defined]
+                outcome="failure",
+                detail={"reason": state.error.value if state.error else None},
+            )
+        return None, [
+            Problem(state.error or ErrorCode.TOKEN_INVALID, "this link cannot be used", ("token",))
+        ]
     link = state.link
     patient: Patient = link.patient
     account = await PortalAccount.filter(patient_id=patient.id).first()
@@ -100,12 +109,23 @@ async def redeem_token(
             failures = link.dob_failures + 1
             if failures >= settings.redeem_dob_max_failures:
                 await LinkToken.filter(id=link.id, used_at=None, revoked_at=None).update(
-                    revoked_at=utcnow(), revoke_reason=RevokeReason.TOO_MANY_ATTEMPTS)
-            await audit.record(actor, "link.dob_mismatch", patient_id=patient.id,
-                               practice_id=link.practice_id, outcome="failure",  # type: ignore[attr-defined]
-                               detail={"failures": failures})
-            return None, [Problem(ErrorCode.DATE_OF_BIRTH_MISMATCH,
-                                  "the date of birth does not match", ("dateOfBirth",))]
+                    revoked_at=utcnow(), revoke_reason=RevokeReason.TOO_MANY_ATTEMPTS
+                )
+            await audit.record(
+                actor,
+                "link.dob_mismatch",
+                patient_id=patient.id,
+                practice_id=link.practice_id,
+                outcome="failure",  # type: ignore[attr-defined]
+                detail={"failures": failures},
+            )
+            return None, [
+                Problem(
+                    ErrorCode.DATE_OF_BIRTH_MISMATCH,
+                    "the date of birth does not match",
+                    ("dateOfBirth",),
+                )
+            ]
 
     problems: list[Problem] = []
     chosen_username: str | None = None
@@ -116,10 +136,17 @@ async def redeem_token(
             chosen_username = username.strip()
             reason = username_problem(chosen_username, own_email=patient.email)
             if reason:
-                problems.append(Problem(ErrorCode.USERNAME_INVALID, f"username {reason}", ("username",)))
+                problems.append(
+                    Problem(ErrorCode.USERNAME_INVALID, f"username {reason}", ("username",))
+                )
     effective_username = chosen_username or (account.username if account else None)
-    weak = weak_password(password, "password", min_length=settings.password_min_length,
-                         username=effective_username, email=patient.email)
+    weak = weak_password(
+        password,
+        "password",
+        min_length=settings.password_min_length,
+        username=effective_username,
+        email=patient.email,
+    )
     if weak:
         problems.append(weak)
     if problems:
@@ -132,25 +159,46 @@ async def redeem_token(
             if not await consume(link.id):
                 # Lost the race, or the link expired while the password was hashed.
                 fresh = await LinkToken.get(id=link.id)
-                code = ErrorCode.TOKEN_USED if fresh.used_at else (
-                    ErrorCode.TOKEN_EXPIRED if fresh.revoked_at is None else ErrorCode.TOKEN_INVALID)
+                code = (
+                    ErrorCode.TOKEN_USED
+                    if fresh.used_at
+                    else (
+                        ErrorCode.TOKEN_EXPIRED
+                        if fresh.revoked_at is None
+                        else ErrorCode.TOKEN_INVALID
+                    )
+                )
                 raise ProblemError(Problem(code, "this link cannot be used", ("token",)))
             account = await store_password(
-                patient=patient, account=account, username=chosen_username,
-                password_hash=password_hash, origin=PasswordOrigin.PATIENT,
+                patient=patient,
+                account=account,
+                username=chosen_username,
+                password_hash=password_hash,
+                origin=PasswordOrigin.PATIENT,
             )
             await revoke_links([patient.id], RevokeReason.REDEEMED_OTHER)
             await revoke_sessions([patient.id])
             await notify_password_changed(patient, practice.name, by_staff=False)
-            await audit.record(actor, "link.redeemed", patient_id=patient.id,
-                               practice_id=patient.practice_id,  # type: ignore[attr-defined]
-                               detail={"purpose": link.purpose.value,
-                                       "account_created": chosen_username is not None})
+            await audit.record(
+                actor,
+                "link.redeemed",
+                patient_id=patient.id,
+                practice_id=patient.practice_id,  # type: ignore[attr-defined]
+                detail={
+                    "purpose": link.purpose.value,
+                    "account_created": chosen_username is not None,
+                },
+            )
     except IntegrityError:
         return None, [username_taken()]
     except ProblemError as exc:
-        await audit.record(actor, "link.redeem_refused", patient_id=patient.id,
-                           practice_id=patient.practice_id, outcome="failure",  # type: ignore[attr-defined]
-                           detail={"reason": exc.problems[0].code.value})
+        await audit.record(
+            actor,
+            "link.redeem_refused",
+            patient_id=patient.id,
+            practice_id=patient.practice_id,
+            outcome="failure",  # type: ignore[attr-defined]
+            detail={"reason": exc.problems[0].code.value},
+        )
         return None, exc.problems
     return account, []

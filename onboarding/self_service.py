@@ -107,14 +107,26 @@ async def process_self_reset(actor: Actor, claim: IdentityClaim, settings: Setti
                     ttl=settings.self_service_link_ttl,
                     created_by=None,
                 )
-                await outbox.enqueue([
-                    invitation_message(practice, patient, links[0], settings,
-                                       reset=has_password, self_service=True)
-                ])
+                await outbox.enqueue(
+                    [
+                        invitation_message(
+                            practice,
+                            patient,
+                            links[0],
+                            settings,
+                            reset=has_password,
+                            self_service=True,
+                        )
+                    ]
+                )
                 queued += 1
-            await audit.record(actor, "self_reset.requested", patient_id=patient.id,
-                               practice_id=patient.practice_id,  # type: ignore[attr-defined]
-                               outcome=outcome)
+            await audit.record(
+                actor,
+                "self_reset.requested",
+                patient_id=patient.id,
+                practice_id=patient.practice_id,  # type: ignore[attr-defined]
+                outcome=outcome,
+            )
     if not queued:
         # Recorded without a patient: the request itself is an event (LOG-2), and
         # tying a non-match to a chart would leak who was probed.
@@ -122,9 +134,7 @@ async def process_self_reset(actor: Actor, claim: IdentityClaim, settings: Setti
     return queued
 
 
-async def process_username_reminder(
-    actor: Actor, claim: IdentityClaim, settings: Settings
-) -> int:
+async def process_username_reminder(actor: Actor, claim: IdentityClaim, settings: Settings) -> int:
     queued = 0
     cooldown = utcnow() - timedelta(minutes=settings.self_service_cooldown_minutes)
     for patient in await find_claimed_patients(claim):
@@ -137,16 +147,28 @@ async def process_username_reminder(
         if not recent:
             practice = await Practice.get(id=patient.practice_id)  # type: ignore[attr-defined]
             rendered = compose.username_reminder(
-                practice_name=practice.name, first_name=patient.first_name,
+                practice_name=practice.name,
+                first_name=patient.first_name,
                 username=account.username,
             )
             async with in_transaction():
-                await outbox.enqueue([outbox.message(
-                    practice_id=practice.id, patient_id=patient.id, kind="username_reminder",
-                    to_addr=patient.email or "", rendered=rendered,
-                )])
-                await audit.record(actor, "username_reminder.requested", patient_id=patient.id,
-                                   practice_id=practice.id)
+                await outbox.enqueue(
+                    [
+                        outbox.message(
+                            practice_id=practice.id,
+                            patient_id=patient.id,
+                            kind="username_reminder",
+                            to_addr=patient.email or "",
+                            rendered=rendered,
+                        )
+                    ]
+                )
+                await audit.record(
+                    actor,
+                    "username_reminder.requested",
+                    patient_id=patient.id,
+                    practice_id=practice.id,
+                )
             queued += 1
     if not queued:
         await audit.record(actor, "username_reminder.requested", outcome="no_mail")

@@ -10,7 +10,6 @@ from __future__ import annotations
 from enum import Enum
 
 
-
 class PortalStatus(Enum):
     DISABLED = "DISABLED"
     NO_EMAIL = "NO_EMAIL"

@@ -1,6 +1,9 @@
-"""Shared fixtures: a real database (SQLite, and PostgreSQL when
-PORTAL_TEST_POSTGRES_URL is set), a real SMTP server (aiosmtpd) and the real ASGI app
-driven over HTTP with httpx, all in one event loop."""
+"""Shared fixtures: a real database, a real SMTP server (aiosmtpd) and the real ASGI app
+driven over HTTP with httpx, all in one event loop.
+
+The database is SQLite, or PostgreSQL when PORTAL_TEST_POSTGRES_URL is set. One pytest
+process tests one backend (Tortoise caches per-dialect SQL on the model classes, so a
+process cannot switch); ``make test`` and ``.ci/run`` run the suite once per backend."""
 
 from __future__ import annotations
 
@@ -28,22 +31,28 @@ from onboarding.admin import create_practice, create_staff
 
 POSTGRES_URL = os.environ.get("PORTAL_TEST_POSTGRES_URL")
 TABLES = [
-    "audit_event", "outbox_message", "patient_session", "portal_account", "link_token",
-    "patient", "staff_user", "practice",
+    "audit_event",
+    "outbox_message",
+    "patient_session",
+    "portal_account",
+    "link_token",
+    "patient",
+    "staff_user",
+    "practice",
 ]
 
 
-def _backends() -> list[Any]:
-    backends: list[Any] = ["sqlite"]
-    if POSTGRES_URL:
-        backends.append("postgres")
-    return backends
+BACKEND = "postgres" if POSTGRES_URL else "sqlite"
 
 
-@pytest.fixture(scope="session", params=_backends())
-async def database(request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    """One schema per backend for the whole session, emptied before each test."""
-    if request.param == "postgres":
+def pytest_report_header() -> str:
+    return f"portal test database: {BACKEND}"
+
+
+@pytest.fixture(scope="session")
+async def database() -> AsyncIterator[str]:
+    """One schema for the whole session, emptied before each test."""
+    if BACKEND == "postgres":
         url = POSTGRES_URL
         assert url
         await connect(url)
@@ -55,7 +64,7 @@ async def database(request: pytest.FixtureRequest) -> AsyncIterator[str]:
         url = f"sqlite://{tmp}/test.sqlite3"
     await migrate(url)
     await connect(url)
-    yield request.param
+    yield BACKEND
     await disconnect()
 
 
@@ -177,7 +186,10 @@ class Api:
         return self.app.state.services
 
     async def gql(
-        self, query: str, variables: dict[str, Any] | None = None, token: str | None = None,
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        token: str | None = None,
         **headers: str,
     ) -> dict[str, Any]:
         hdrs = dict(headers)

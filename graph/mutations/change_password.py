@@ -31,14 +31,24 @@ async def change_password(info: Info, input: ChangePasswordInput) -> ChangePassw
         raise Unauthenticated("A valid patient session is required.")
     account_key = f"session-account:{ctx.session.account.id}"
     if not await ctx.services.limiter.allow("login", f"ip:{ctx.client_addr}", account_key):
-        return ChangePasswordPayload(ok=False, session_token=None, user_errors=user_errors(
-            [Problem(ErrorCode.RATE_LIMITED, "too many attempts; try again later")]))
+        return ChangePasswordPayload(
+            ok=False,
+            session_token=None,
+            user_errors=user_errors(
+                [Problem(ErrorCode.RATE_LIMITED, "too many attempts; try again later")]
+            ),
+        )
     result = await change(
-        ctx.actor, ctx.session, input.current_password, input.new_password,
-        hasher=ctx.services.hasher, settings=ctx.settings,
+        ctx.actor,
+        ctx.session,
+        input.current_password,
+        input.new_password,
+        hasher=ctx.services.hasher,
+        settings=ctx.settings,
     )
     if result.problems:
-        return ChangePasswordPayload(ok=False, session_token=None,
-                                     user_errors=user_errors(result.problems))
+        return ChangePasswordPayload(
+            ok=False, session_token=None, user_errors=user_errors(result.problems)
+        )
     ctx.services.mail_queued()
     return ChangePasswordPayload(ok=True, session_token=result.session_token, user_errors=[])

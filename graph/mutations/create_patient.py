@@ -9,7 +9,8 @@ from graph.errors import UserError, user_errors
 from graph.mutations._shared import load_patients
 from graph.types.enums import ChartStatus
 from graph.types.patient import Patient
-from onboarding.patients import ChartInput, create_patient as create_chart
+from onboarding.patients import ChartInput
+from onboarding.patients import create_patient as create_chart
 
 
 @strawberry.input

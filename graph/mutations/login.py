@@ -31,10 +31,18 @@ async def login(info: Info, input: LoginInput) -> LoginPayload:
     ctx.response.headers["Cache-Control"] = "no-store"
     keys = [f"ip:{ctx.client_addr}", f"user:{input.username.strip().casefold()[:64]}"]
     if not await ctx.services.limiter.allow("login", *keys):
-        return LoginPayload(session_token=None, must_change_password=False, user_errors=user_errors(
-            [Problem(ErrorCode.RATE_LIMITED, "too many attempts; try again later")]))
+        return LoginPayload(
+            session_token=None,
+            must_change_password=False,
+            user_errors=user_errors(
+                [Problem(ErrorCode.RATE_LIMITED, "too many attempts; try again later")]
+            ),
+        )
     result = await authenticate(
-        ctx.actor, input.username, input.password, hasher=ctx.services.hasher,
+        ctx.actor,
+        input.username,
+        input.password,
+        hasher=ctx.services.hasher,
         settings=ctx.settings,
     )
     return LoginPayload(

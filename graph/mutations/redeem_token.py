@@ -33,16 +33,27 @@ class RedeemTokenPayload:
     user_errors: list[UserError]
 
 
-@strawberry.mutation(description="Open the emailed link: choose a username and password (anonymous).")
+@strawberry.mutation(
+    description="Open the emailed link: choose a username and password (anonymous)."
+)
 async def redeem_token(info: Info, input: RedeemTokenInput) -> RedeemTokenPayload:
     ctx = info.context
     ctx.response.headers["Cache-Control"] = "no-store"
     if not await ctx.services.limiter.allow("token", f"ip:{ctx.client_addr}"):
-        return RedeemTokenPayload(account=None, user_errors=user_errors(
-            [Problem(ErrorCode.RATE_LIMITED, "too many attempts; try again later")]))
+        return RedeemTokenPayload(
+            account=None,
+            user_errors=user_errors(
+                [Problem(ErrorCode.RATE_LIMITED, "too many attempts; try again later")]
+            ),
+        )
     account, problems = await redeem(
-        ctx.actor, input.token, input.username, input.password, input.date_of_birth,
-        hasher=ctx.services.hasher, settings=ctx.settings,
+        ctx.actor,
+        input.token,
+        input.username,
+        input.password,
+        input.date_of_birth,
+        hasher=ctx.services.hasher,
+        settings=ctx.settings,
     )
     if problems or account is None:
         return RedeemTokenPayload(account=None, user_errors=user_errors(problems))

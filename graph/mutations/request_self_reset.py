@@ -7,9 +7,7 @@ from graph.mutations._identity import IdentityInput, SelfServicePayload, answer,
 from onboarding.self_service import process_self_reset
 
 
-@strawberry.mutation(
-    description="Set up or reset portal access from the login screen (anonymous)."
-)
+@strawberry.mutation(description="Set up or reset portal access from the login screen (anonymous).")
 async def request_self_reset(info: Info, input: IdentityInput) -> SelfServicePayload:
     ctx = info.context
     ctx.response.headers["Cache-Control"] = "no-store"
@@ -18,6 +16,7 @@ async def request_self_reset(info: Info, input: IdentityInput) -> SelfServicePay
     # The answer is decided here, before any lookup: the work runs after the response
     # so neither its body nor its timing tells whether a chart matched (ENUM-1/2).
     if claim is not None and allowed:
+
         async def work() -> None:
             if await process_self_reset(ctx.actor, claim, ctx.settings):
                 ctx.services.mail_queued()

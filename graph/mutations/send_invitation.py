@@ -54,7 +54,9 @@ async def send_invitation(info: Info, input: SendInvitationInput) -> SendInvitat
     ctx.require_staff()
     dry_run = bool(input.dry_run)
     if problem := too_many(len(input.patient_ids), ctx.settings.max_bulk_ids):
-        return SendInvitationPayload(results=[], dry_run=dry_run, user_errors=user_errors([problem]))
+        return SendInvitationPayload(
+            results=[], dry_run=dry_run, user_errors=user_errors([problem])
+        )
     rows = await send_invitations(
         ctx.actor,
         [str(i) for i in input.patient_ids],

@@ -34,11 +34,19 @@ async def set_credentials(info: Info, input: SetCredentialsInput) -> SetCredenti
     ctx.response.headers["Cache-Control"] = "no-store"
     pid = parse_id(input.patient_id)
     if pid is None:
-        return SetCredentialsPayload(account=None, user_errors=user_errors(
-            [Problem(ErrorCode.NOT_FOUND, "no such patient", ("patientId",))]))
+        return SetCredentialsPayload(
+            account=None,
+            user_errors=user_errors(
+                [Problem(ErrorCode.NOT_FOUND, "no such patient", ("patientId",))]
+            ),
+        )
     result = await set_account_credentials(
-        ctx.actor, pid, input.username, input.password,
-        hasher=ctx.services.hasher, min_length=ctx.settings.password_min_length,
+        ctx.actor,
+        pid,
+        input.username,
+        input.password,
+        hasher=ctx.services.hasher,
+        min_length=ctx.settings.password_min_length,
     )
     if result.problems or result.account is None:
         return SetCredentialsPayload(account=None, user_errors=user_errors(result.problems))
@@ -46,11 +54,13 @@ async def set_credentials(info: Info, input: SetCredentialsInput) -> SetCredenti
         ctx.services.mail_queued()
     account = result.account
     return SetCredentialsPayload(
-        account=PortalAccount.from_row(AccountRow(
-            username=account.username,
-            must_change_password=account.must_change_password,
-            last_login_at=account.last_login_at,
-            locked=False,
-        )),
+        account=PortalAccount.from_row(
+            AccountRow(
+                username=account.username,
+                must_change_password=account.must_change_password,
+                last_login_at=account.last_login_at,
+                locked=False,
+            )
+        ),
         user_errors=[],
     )

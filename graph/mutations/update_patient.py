@@ -10,11 +10,12 @@ from graph.mutations._shared import load_patients
 from graph.types.enums import ChartStatus
 from graph.types.patient import Patient
 from onboarding.errors import ErrorCode, Problem
-from onboarding.patients import UNSET, ChartInput, update_patient as update_chart
+from onboarding.patients import UNSET, ChartInput
+from onboarding.patients import update_patient as update_chart
 from onboarding.validation import parse_id
 
 
-@strawberry.input(description="Only the fields given change; email: null or \"\" clears it.")
+@strawberry.input(description='Only the fields given change; email: null or "" clears it.')
 class UpdatePatientInput:
     id: strawberry.ID
     chart_number: str | None = strawberry.UNSET
@@ -36,7 +37,9 @@ def _given(value: object) -> object:
     return UNSET if value is strawberry.UNSET else value
 
 
-@strawberry.mutation(description="Change chart fields (staff). A new email revokes outstanding links.")
+@strawberry.mutation(
+    description="Change chart fields (staff). A new email revokes outstanding links."
+)
 async def update_patient(info: Info, input: UpdatePatientInput) -> UpdatePatientPayload:
     ctx = info.context
     ctx.require_staff()

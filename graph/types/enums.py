@@ -1,13 +1,16 @@
+"""Domain enums registered as GraphQL enums (the classes themselves, re-exported)."""
+
 import strawberry
 
-from models import ChartStatus as DomainChartStatus
-from models import DeliveryStatus as DomainDeliveryStatus
-from onboarding.status import PortalStatus as DomainPortalStatus
+from models import ChartStatus, DeliveryStatus
+from onboarding.status import PortalStatus
 
-PortalStatus = strawberry.enum(
-    DomainPortalStatus,
+strawberry.enum(
+    PortalStatus,
     name="PortalStatus",
     description="Where a patient stands in onboarding; each value names the next step.",
 )
-ChartStatus = strawberry.enum(DomainChartStatus, name="ChartStatus")
-DeliveryStatus = strawberry.enum(DomainDeliveryStatus, name="DeliveryStatus")
+strawberry.enum(ChartStatus, name="ChartStatus")
+strawberry.enum(DeliveryStatus, name="DeliveryStatus")
+
+__all__ = ["ChartStatus", "DeliveryStatus", "PortalStatus"]

@@ -11,7 +11,6 @@ from graph.types.enums import PortalStatus
 from graph.types.patient import Patient
 from onboarding.listing import OnboardingFilter as FilterData
 from onboarding.listing import PatientReader, encode_cursor
-from onboarding.status import PortalStatus as DomainPortalStatus
 
 
 @strawberry.input(description="The Onboarding Tool's filter.")
@@ -48,9 +47,9 @@ class PatientConnection:
     page_info: PageInfo
     _reader: strawberry.Private[PatientReader]
     _filter: strawberry.Private[FilterData | None]
-    _counts: strawberry.Private[asyncio.Future[dict[DomainPortalStatus, int]] | None] = None
+    _counts: strawberry.Private[asyncio.Future[dict[PortalStatus, int]] | None] = None
 
-    async def _status_counts(self) -> dict[DomainPortalStatus, int]:
+    async def _status_counts(self) -> dict[PortalStatus, int]:
         # totalCount and statusCounts share one grouped query.
         if self._counts is None:
             self._counts = asyncio.ensure_future(self._reader.status_counts(self._filter))
@@ -59,17 +58,22 @@ class PatientConnection:
     @strawberry.field(description="Patients matching the whole filter, status part included.")
     async def total_count(self) -> int:
         counts = await self._status_counts()
-        wanted = self._filter.statuses if self._filter and self._filter.statuses is not None else None
+        wanted = (
+            self._filter.statuses if self._filter and self._filter.statuses is not None else None
+        )
         return sum(n for s, n in counts.items() if wanted is None or s in wanted)
 
     @strawberry.field(description="Count per status for the same filter without its status part.")
     async def status_counts(self) -> list[StatusCount]:
         counts = await self._status_counts()
-        return [StatusCount(status=s, count=counts[s]) for s in DomainPortalStatus]
+        return [StatusCount(status=s, count=counts[s]) for s in PortalStatus]
 
 
 def connection_from_page(
-    reader: PatientReader, flt: FilterData | None, rows: list, has_next: bool  # type: ignore[type-arg]
+    reader: PatientReader,
+    flt: FilterData | None,
+    rows: list,
+    has_next: bool,  # type: ignore[type-arg]
 ) -> PatientConnection:
     edges = [PatientEdge(cursor=encode_cursor(r.id), node=Patient.from_row(r)) for r in rows]
     return PatientConnection(

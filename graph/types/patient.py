@@ -25,7 +25,9 @@ class PortalAccount:
         )
 
 
-@strawberry.type(description="The newest invitation/reset link sent to the patient (never the link).")
+@strawberry.type(
+    description="The newest invitation/reset link sent to the patient (never the link)."
+)
 class Invitation:
     sent_to: str
     sent_at: datetime

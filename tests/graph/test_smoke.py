@@ -15,8 +15,9 @@ async def test_invite_redeem_login(api: Api, staff: Staff, mailbox: Mailbox) -> 
     await api.deliver()
     [message] = mailbox.to("avery.quinn1@example.com")
     token = token_from(message)
-    redeemed = await api.gql(REDEEM, {"input": {"token": token, "username": "avery.q",
-                                                 "password": STRONG_PASSWORD}})
+    redeemed = await api.gql(
+        REDEEM, {"input": {"token": token, "username": "avery.q", "password": STRONG_PASSWORD}}
+    )
 
     # then the account exists, the patient can log in, and the status is ACTIVE
     assert redeemed["data"]["redeemToken"] == {"account": {"username": "avery.q"}, "userErrors": []}

@@ -1,0 +1,54 @@
+# Two commands on a fresh machine:
+#   make run    install everything, create demo data on first run, serve GraphiQL at /graphql
+#   make test   install everything, run the whole suite (SQLite; PostgreSQL too when
+#               PORTAL_TEST_POSTGRES_URL is set, as .ci/run does)
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install run demo serve test test-sqlite test-postgres lint schema bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	@if [ ! -f .demo-token ]; then $(BIN)/portal demo | tail -n 1 > .demo-token; fi
+	@echo "GraphiQL: http://$(HOST):$(PORT)/graphql   staff token: $$(cat .demo-token)"
+	$(BIN)/portal serve --host $(HOST) --port $(PORT)
+
+demo: $(STAMP)
+	$(BIN)/portal demo
+
+serve: $(STAMP)
+	$(BIN)/portal serve --host $(HOST) --port $(PORT)
+
+test: $(STAMP) lint test-sqlite test-postgres
+
+test-sqlite: $(STAMP)
+	env -u PORTAL_TEST_POSTGRES_URL $(BIN)/python -m pytest
+
+test-postgres: $(STAMP)
+	@if [ -n "$$PORTAL_TEST_POSTGRES_URL" ]; then \
+		$(BIN)/python -m pytest; \
+	else echo "PORTAL_TEST_POSTGRES_URL not set: PostgreSQL pass skipped"; fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy core models mail onboarding graph portal_cli.py
+
+schema: $(STAMP)
+	$(BIN)/python -m graph.sdl > schema.graphql
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) portal.sqlite3* mail-outbox .demo-token
