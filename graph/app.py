@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
 
@@ -40,6 +41,13 @@ class PortalGraphQL(GraphQL[Context, None]):
             client_addr=client_address(request, self.services.settings.trusted_proxies),
             request_id=request.scope.get("state", {}).get("request_id", ""),
         )
+
+
+ACTIVATE_PAGE = Path(__file__).with_name("static") / "activate.html"
+
+
+async def activate_page(_: Request) -> Response:
+    return HTMLResponse(ACTIVATE_PAGE.read_text("utf-8"))
 
 
 def create_app(
@@ -79,10 +87,12 @@ def create_app(
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    app = Starlette(
-        routes=[Route("/graphql", graphql_app), Route("/healthz", health)],
-        lifespan=lifespan,
-    )
+    routes = [Route("/graphql", graphql_app), Route("/healthz", health)]
+    if not settings.is_production:
+        # A stand-in for the patient app's link page, so the embedded default works end
+        # to end in a browser; production links point at the real patient app.
+        routes.append(Route("/portal/activate", activate_page))
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.services = services
     app.add_middleware(PortalMiddleware, max_body_bytes=settings.max_body_bytes)
     return app
