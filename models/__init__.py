@@ -2,6 +2,7 @@
 
 from models.account import PasswordOrigin, PatientSession, PortalAccount
 from models.audit import ActorType, AuditEvent
+from models.idempotency import IdempotencyKey
 from models.link import DeliveryStatus, LinkPurpose, LinkToken, RevokeReason
 from models.outbox import OutboxMessage, OutboxStatus
 from models.patient import INVITABLE_CHART_STATUSES, ChartStatus, Patient
@@ -13,6 +14,7 @@ __all__ = [
     "AuditEvent",
     "ChartStatus",
     "DeliveryStatus",
+    "IdempotencyKey",
     "LinkPurpose",
     "LinkToken",
     "OutboxMessage",

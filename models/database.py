@@ -15,6 +15,7 @@ MODEL_MODULES = [
     "models.link",
     "models.outbox",
     "models.audit",
+    "models.idempotency",
 ]
 
 

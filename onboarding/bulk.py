@@ -4,10 +4,67 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
 
 from models import Patient
 from onboarding.errors import ErrorCode, Problem
+from onboarding.idempotency import Idempotency
+from onboarding.listing import OnboardingFilter, PatientReader
 from onboarding.validation import parse_id
+
+
+@dataclass(frozen=True)
+class BulkRequest:
+    """Which patients a bulk action targets (ids, or the Onboarding Tool's filter), and
+    how: ``dry_run`` reports without acting; ``idempotency_key`` acts at most once."""
+
+    patient_ids: Sequence[str] | None = None
+    filter: OnboardingFilter | None = None
+    dry_run: bool = False
+    idempotency_key: str | None = None
+
+    def fingerprint_data(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "ids": list(self.patient_ids) if self.patient_ids is not None else None,
+            "filter": repr(self.filter),
+            **extra,
+        }
+
+
+async def requested_ids(
+    practice_id: int, request: BulkRequest, *, limit: int, temporary_password_ttl: timedelta
+) -> tuple[list[str], list[Problem]]:
+    """The ids the request names, or the problem with it (nothing acted on)."""
+    if (request.patient_ids is None) == (request.filter is None):
+        return [], [
+            Problem(ErrorCode.INVALID_INPUT, "give either patientIds or filter", ("patientIds",))
+        ]
+    if request.patient_ids is not None:
+        if problem := too_many(len(request.patient_ids), limit):
+            return [], [problem]
+        return list(request.patient_ids), []
+    reader = PatientReader(practice_id, temporary_password_ttl)
+    ids = await reader.ids(request.filter, limit + 1)
+    if len(ids) > limit:
+        return [], [
+            Problem(
+                ErrorCode.INVALID_INPUT,
+                f"the filter selects more than {limit} patients; narrow it",
+                ("filter",),
+            )
+        ]
+    return [str(i) for i in ids], []
+
+
+def idempotency_for(
+    practice_id: int, operation: str, request: BulkRequest, **extra: Any
+) -> Idempotency | None:
+    if request.idempotency_key is None or request.dry_run:
+        return None
+    return Idempotency.of(
+        practice_id, operation, request.idempotency_key, request.fingerprint_data(**extra)
+    )
 
 
 @dataclass
@@ -19,6 +76,35 @@ class RowResult:
     @property
     def ok(self) -> bool:
         return self.patient_id is not None and not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requested_id": self.requested_id,
+            "patient_id": self.patient_id,
+            "problems": [
+                {"code": p.code.value, "message": p.message, "field": list(p.field or [])}
+                for p in self.problems
+            ],
+        }
+
+    @staticmethod
+    def problems_from_json(data: dict[str, Any]) -> list[Problem]:
+        return [
+            Problem(ErrorCode(p["code"]), p["message"], tuple(p["field"]) or None)
+            for p in data["problems"]
+        ]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RowResult:
+        return cls(data["requested_id"], data["patient_id"], cls.problems_from_json(data))
+
+
+@dataclass
+class BulkOutcome:
+    """Per-row results, or request-level problems (then nothing was done)."""
+
+    results: list[Any] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
 
 
 async def resolve_patients(

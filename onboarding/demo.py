@@ -12,6 +12,7 @@ from core.settings import Settings
 from models import ActorType, ChartStatus, PasswordOrigin, Patient, PortalAccount
 from onboarding.actor import Actor
 from onboarding.admin import create_practice, create_staff
+from onboarding.bulk import BulkRequest
 from onboarding.invitations import send_invitations
 
 FIRST = (
@@ -143,6 +144,6 @@ async def build_demo(settings: Settings, count: int) -> str:
     ).values_list("id", flat=True)
     invite = [str(pid) for pid in candidates[: len(candidates) // 2]]
     await send_invitations(
-        actor, invite, confirm_shared_email=True, dry_run=False, settings=settings
+        actor, BulkRequest(patient_ids=invite), confirm_shared_email=True, settings=settings
     )
     return token

@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
+from tortoise.exceptions import IntegrityError
 from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
@@ -16,7 +18,14 @@ from mail import compose, outbox
 from models import INVITABLE_CHART_STATUSES, LinkPurpose, Patient, PortalAccount, Practice
 from onboarding import audit
 from onboarding.actor import Actor
-from onboarding.bulk import RowResult, resolve_patients
+from onboarding.bulk import (
+    BulkOutcome,
+    BulkRequest,
+    RowResult,
+    idempotency_for,
+    requested_ids,
+    resolve_patients,
+)
 from onboarding.errors import ErrorCode, Problem
 from onboarding.links import IssuedLink, issue_links
 
@@ -31,6 +40,30 @@ class PlannedInvitation:
 @dataclass
 class InvitationResult(RowResult):
     invitation: PlannedInvitation | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = super().to_json()
+        if self.invitation:
+            data["invitation"] = {
+                "sent_to": self.invitation.sent_to,
+                "expires_at": self.invitation.expires_at.isoformat(),
+                "reset": self.invitation.reset,
+            }
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> InvitationResult:
+        planned = data.get("invitation")
+        return cls(
+            data["requested_id"],
+            data["patient_id"],
+            cls.problems_from_json(data),
+            PlannedInvitation(
+                planned["sent_to"], datetime.fromisoformat(planned["expires_at"]), planned["reset"]
+            )
+            if planned
+            else None,
+        )
 
 
 async def shared_address_counts(practice_id: int, email_keys: Sequence[str]) -> dict[str, int]:
@@ -68,13 +101,31 @@ def _row_problem(patient: Patient, shared: int, confirm_shared: bool, index: int
 
 async def send_invitations(
     actor: Actor,
-    raw_ids: Sequence[str],
+    request: BulkRequest,
     *,
     confirm_shared_email: bool,
-    dry_run: bool,
     settings: Settings,
-) -> list[InvitationResult]:
+) -> BulkOutcome:
     assert actor.practice_id is not None
+    idempotency = idempotency_for(
+        actor.practice_id, "sendInvitation", request, confirm=confirm_shared_email
+    )
+    if idempotency:
+        if problem := idempotency.problem():
+            return BulkOutcome(problems=[problem])
+        stored, problem = await idempotency.stored()
+        if problem:
+            return BulkOutcome(problems=[problem])
+        if stored is not None:
+            return BulkOutcome(results=[InvitationResult.from_json(r) for r in stored])
+    raw_ids, problems = await requested_ids(
+        actor.practice_id,
+        request,
+        limit=settings.max_bulk_ids,
+        temporary_password_ttl=timedelta(days=settings.temporary_password_ttl_days),
+    )
+    if problems:
+        return BulkOutcome(problems=problems)
     base, patients = await resolve_patients(actor.practice_id, raw_ids)
     results = [InvitationResult(r.requested_id, r.patient_id, r.problems) for r in base]
     shared = await shared_address_counts(
@@ -106,36 +157,45 @@ async def send_invitations(
             patient.email or "", expires_at, patient.id in with_password
         )
         chosen.setdefault(patient.id, result)  # a repeated id sends one message
-    if dry_run or not chosen:
-        return results
+    if request.dry_run:
+        return BulkOutcome(results=results)
     practice = await Practice.get(id=actor.practice_id)
-    async with in_transaction():
-        links = await issue_links(
-            practice_id=actor.practice_id,
-            patients=[(pid, patients[pid].email or "") for pid in chosen],
-            purpose=LinkPurpose.INVITATION,
-            ttl=ttl,
-            created_by=actor.actor_id,
-        )
-        await outbox.enqueue(
-            [
-                invitation_message(
-                    practice,
-                    patients[link.patient_id],
-                    link,
-                    settings,
-                    reset=link.patient_id in with_password,
-                    self_service=False,
-                )
-                for link in links
-            ]
-        )
-        await audit.record_many(actor, "invitation.sent", list(chosen))
-    for link in links:
-        planned = chosen[link.patient_id].invitation
-        assert planned is not None
-        planned.expires_at = link.expires_at
-    return results
+    try:
+        async with in_transaction():
+            links = await issue_links(
+                practice_id=actor.practice_id,
+                patients=[(pid, patients[pid].email or "") for pid in chosen],
+                purpose=LinkPurpose.INVITATION,
+                ttl=ttl,
+                created_by=actor.actor_id,
+            )
+            for link in links:
+                planned = chosen[link.patient_id].invitation
+                assert planned is not None
+                planned.expires_at = link.expires_at
+            await outbox.enqueue(
+                [
+                    invitation_message(
+                        practice,
+                        patients[link.patient_id],
+                        link,
+                        settings,
+                        reset=link.patient_id in with_password,
+                        self_service=False,
+                    )
+                    for link in links
+                ]
+            )
+            await audit.record_many(actor, "invitation.sent", list(chosen))
+            if idempotency:
+                await idempotency.record([r.to_json() for r in results])
+    except IntegrityError:
+        if idempotency is None:
+            raise
+        # A twin request with the same key committed first: answer as it did, send nothing.
+        stored, _ = await idempotency.stored()
+        return BulkOutcome(results=[InvitationResult.from_json(r) for r in stored or []])
+    return BulkOutcome(results=results)
 
 
 def invitation_message(

@@ -161,6 +161,23 @@ class PatientReader:
         rows = await self.conn.execute_query_dict(sql, q.params.values)
         return {r.id: r for r in map(self._row, rows)}
 
+    async def ids(self, flt: OnboardingFilter | None, limit: int) -> list[int]:
+        """Every id the filter selects, in list order, at most ``limit`` (bulk by filter)."""
+        q, status = self._query()
+        self._apply_filter(q, flt)
+        if flt and flt.statuses is not None:
+            if not flt.statuses:
+                return []
+            self._status_clause(q, status, flt.statuses)
+        sql = (
+            "SELECT p.id AS id "
+            + _FROM
+            + " WHERE "
+            + " AND ".join(q.where)
+            + f" ORDER BY p.last_name_key, p.first_name_key, p.id LIMIT {q.params(limit)}"
+        )
+        return [int(r["id"]) for r in await self.conn.execute_query_dict(sql, q.params.values)]
+
     async def one(self, patient_id: int) -> PatientRow | None:
         return (await self.by_ids([patient_id])).get(patient_id)
 

@@ -3,20 +3,47 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 
+from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from core.settings import Settings
 from models import INVITABLE_CHART_STATUSES, Patient, RevokeReason
 from onboarding import audit
 from onboarding.actor import Actor
-from onboarding.bulk import RowResult, resolve_patients
+from onboarding.bulk import (
+    BulkOutcome,
+    BulkRequest,
+    RowResult,
+    idempotency_for,
+    requested_ids,
+    resolve_patients,
+)
 from onboarding.errors import ErrorCode, Problem
 from onboarding.links import revoke_links
 from onboarding.sessions import revoke_sessions
 
 
-async def enable_portal(actor: Actor, raw_ids: Sequence[str]) -> list[RowResult]:
+async def enable_portal(actor: Actor, request: BulkRequest, settings: Settings) -> BulkOutcome:
     assert actor.practice_id is not None
+    idempotency = idempotency_for(actor.practice_id, "enablePortal", request)
+    if idempotency:
+        if problem := idempotency.problem():
+            return BulkOutcome(problems=[problem])
+        stored, problem = await idempotency.stored()
+        if problem:
+            return BulkOutcome(problems=[problem])
+        if stored is not None:
+            return BulkOutcome(results=[RowResult.from_json(r) for r in stored])
+    raw_ids, problems = await requested_ids(
+        actor.practice_id,
+        request,
+        limit=settings.max_bulk_ids,
+        temporary_password_ttl=timedelta(days=settings.temporary_password_ttl_days),
+    )
+    if problems:
+        return BulkOutcome(problems=problems)
     results, patients = await resolve_patients(actor.practice_id, raw_ids)
     to_enable: list[int] = []
     for index, result in enumerate(results):
@@ -33,11 +60,23 @@ async def enable_portal(actor: Actor, raw_ids: Sequence[str]) -> list[RowResult]
             )
         elif not patient.portal_enabled and patient.id not in to_enable:
             to_enable.append(patient.id)
-    if to_enable:
+    if request.dry_run:
+        return BulkOutcome(results=results)
+    try:
         async with in_transaction():
-            await Patient.filter(id__in=to_enable, portal_enabled=False).update(portal_enabled=True)
-            await audit.record_many(actor, "portal.enabled", to_enable)
-    return results
+            if idempotency:
+                await idempotency.record([r.to_json() for r in results])
+            if to_enable:
+                await Patient.filter(id__in=to_enable, portal_enabled=False).update(
+                    portal_enabled=True
+                )
+                await audit.record_many(actor, "portal.enabled", to_enable)
+    except IntegrityError:
+        # A twin request with the same key committed first: answer as it did.
+        assert idempotency is not None
+        stored, _ = await idempotency.stored()
+        return BulkOutcome(results=[RowResult.from_json(r) for r in stored or []])
+    return BulkOutcome(results=results)
 
 
 async def disable_portal(actor: Actor, raw_ids: Sequence[str]) -> list[RowResult]:

@@ -31,6 +31,7 @@ from onboarding.admin import create_practice, create_staff
 
 POSTGRES_URL = os.environ.get("PORTAL_TEST_POSTGRES_URL")
 TABLES = [
+    "idempotency_key",
     "audit_event",
     "outbox_message",
     "patient_session",

@@ -9,8 +9,9 @@ import strawberry
 
 from graph.context import Info
 from graph.errors import UserError, user_errors
+from graph.types.onboarding import OnboardingFilter
 from graph.types.patient import Patient
-from onboarding.bulk import RowResult
+from onboarding.bulk import BulkRequest, RowResult
 from onboarding.listing import PatientReader
 
 
@@ -39,3 +40,17 @@ async def patient_results(info: Info, rows: Sequence[RowResult]) -> list[Patient
         )
         for r in rows
     ]
+
+
+def bulk_request(
+    patient_ids: list[strawberry.ID] | None,
+    flt: OnboardingFilter | None,
+    dry_run: bool | None,
+    idempotency_key: str | None,
+) -> BulkRequest:
+    return BulkRequest(
+        patient_ids=[str(i) for i in patient_ids] if patient_ids is not None else None,
+        filter=flt.to_data() if flt is not None else None,
+        dry_run=bool(dry_run),
+        idempotency_key=idempotency_key,
+    )

@@ -4,19 +4,27 @@ import strawberry
 
 from graph.context import Info
 from graph.errors import UserError, user_errors
-from graph.mutations._shared import PatientResult, patient_results
-from onboarding.bulk import too_many
+from graph.mutations._shared import PatientResult, bulk_request, patient_results
+from graph.types.onboarding import OnboardingFilter
 from onboarding.portal import enable_portal as enable
 
 
-@strawberry.input
+@strawberry.input(description="Give patientIds, or a filter (the Onboarding Tool's).")
 class EnablePortalInput:
-    patient_ids: list[strawberry.ID]
+    patient_ids: list[strawberry.ID] | None = None
+    filter: OnboardingFilter | None = None
+    dry_run: bool | None = strawberry.field(
+        default=False, description="Report what would happen; change nothing."
+    )
+    idempotency_key: str | None = strawberry.field(
+        default=None, description="A retried request with the same key acts only once."
+    )
 
 
 @strawberry.type
 class EnablePortalPayload:
     results: list[PatientResult]
+    dry_run: bool
     user_errors: list[UserError]
 
 
@@ -24,7 +32,10 @@ class EnablePortalPayload:
 async def enable_portal(info: Info, input: EnablePortalInput) -> EnablePortalPayload:
     ctx = info.context
     ctx.require_staff()
-    if problem := too_many(len(input.patient_ids), ctx.settings.max_bulk_ids):
-        return EnablePortalPayload(results=[], user_errors=user_errors([problem]))
-    rows = await enable(ctx.actor, [str(i) for i in input.patient_ids])
-    return EnablePortalPayload(results=await patient_results(info, rows), user_errors=[])
+    request = bulk_request(input.patient_ids, input.filter, input.dry_run, input.idempotency_key)
+    outcome = await enable(ctx.actor, request, ctx.settings)
+    return EnablePortalPayload(
+        results=await patient_results(info, outcome.results),
+        dry_run=request.dry_run,
+        user_errors=user_errors(outcome.problems),
+    )

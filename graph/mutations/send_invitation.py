@@ -6,21 +6,27 @@ import strawberry
 
 from graph.context import Info
 from graph.errors import UserError, user_errors
-from graph.mutations._shared import load_patients
+from graph.mutations._shared import bulk_request, load_patients
+from graph.types.onboarding import OnboardingFilter
 from graph.types.patient import Patient
-from onboarding.bulk import too_many
 from onboarding.invitations import send_invitations
 
 
-@strawberry.input
+@strawberry.input(description="Give patientIds, or a filter (the Onboarding Tool's).")
 class SendInvitationInput:
-    patient_ids: list[strawberry.ID]
+    patient_ids: list[strawberry.ID] | None = None
+    filter: OnboardingFilter | None = strawberry.field(
+        default=None, description='e.g. {status: [NOT_INVITED]}: "invite everyone not invited yet".'
+    )
     confirm_shared_email: bool | None = strawberry.field(
         default=False,
         description="Send even where the address is on file for other patients too.",
     )
     dry_run: bool | None = strawberry.field(
         default=False, description="Report what would happen; send nothing."
+    )
+    idempotency_key: str | None = strawberry.field(
+        default=None, description="A retried request with the same key sends nothing twice."
     )
 
 
@@ -52,19 +58,15 @@ class SendInvitationPayload:
 async def send_invitation(info: Info, input: SendInvitationInput) -> SendInvitationPayload:
     ctx = info.context
     ctx.require_staff()
-    dry_run = bool(input.dry_run)
-    if problem := too_many(len(input.patient_ids), ctx.settings.max_bulk_ids):
-        return SendInvitationPayload(
-            results=[], dry_run=dry_run, user_errors=user_errors([problem])
-        )
-    rows = await send_invitations(
+    request = bulk_request(input.patient_ids, input.filter, input.dry_run, input.idempotency_key)
+    outcome = await send_invitations(
         ctx.actor,
-        [str(i) for i in input.patient_ids],
+        request,
         confirm_shared_email=bool(input.confirm_shared_email),
-        dry_run=dry_run,
         settings=ctx.settings,
     )
-    if not dry_run and any(r.invitation for r in rows):
+    rows = outcome.results
+    if not request.dry_run and any(r.invitation and not r.problems for r in rows):
         ctx.services.mail_queued()
     patients = await load_patients(info, [r.patient_id for r in rows if r.patient_id])
     return SendInvitationPayload(
@@ -83,6 +85,6 @@ async def send_invitation(info: Info, input: SendInvitationInput) -> SendInvitat
             )
             for r in rows
         ],
-        dry_run=dry_run,
-        user_errors=[],
+        dry_run=request.dry_run,
+        user_errors=user_errors(outcome.problems),
     )
