@@ -169,8 +169,10 @@ class PatientReader:
             if not flt.statuses:
                 return []
             self._status_clause(q, status, flt.statuses)
+        # The status column is unused here but binds the time parameters every query
+        # declares (PostgreSQL refuses parameters it cannot type).
         sql = (
-            "SELECT p.id AS id "
+            f"SELECT p.id AS id, {status} AS status "
             + _FROM
             + " WHERE "
             + " AND ".join(q.where)
