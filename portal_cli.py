@@ -117,18 +117,29 @@ def demo(patients: Annotated[int, typer.Option(help="How many patients")] = 300)
 def mail_worker(
     once: Annotated[bool, typer.Option(help="Send what is due, then exit")] = False,
 ) -> None:
-    """Run the outbox dispatcher on its own (production runs several)."""
+    """Run the outbox dispatcher and the reminder job on their own (production runs
+    several, with PORTAL_MAIL_DISPATCH_IN_SERVER=false)."""
+    from core.background import every
     from core.logging import configure_logging
     from mail.dispatcher import Dispatcher
+    from onboarding.reminders import send_due_reminders
 
     async def work(settings: Settings) -> None:
         configure_logging(settings)
         dispatcher = Dispatcher(settings)
         if once:
+            reminded = await send_due_reminders(settings)
             stats = await dispatcher.drain()
-            typer.echo(f"sent {stats.sent}, retried {stats.retried}, failed {stats.failed}")
+            typer.echo(
+                f"sent {stats.sent}, retried {stats.retried}, failed {stats.failed},"
+                f" reminders {reminded}"
+            )
             return
-        await dispatcher.run_forever(asyncio.Event())
+        stop = asyncio.Event()
+        await asyncio.gather(
+            dispatcher.run_forever(stop),
+            every(60, lambda: send_due_reminders(settings), stop, "reminders"),
+        )
 
     _with_database(work)
 

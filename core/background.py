@@ -6,7 +6,7 @@ wait for them deterministically instead of sleeping."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import structlog
@@ -33,3 +33,19 @@ class Background:
     async def drain(self) -> None:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+async def every(
+    seconds: float, job: Callable[[], Awaitable[Any]], stop: asyncio.Event, name: str
+) -> None:
+    """Run ``job`` now and then every ``seconds`` until ``stop`` is set; a failing run
+    is logged and the next one still happens."""
+    while not stop.is_set():
+        try:
+            await job()
+        except Exception:
+            log.exception("periodic.failed", job=name)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=seconds)
+        except TimeoutError:
+            pass

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     self_service_link_ttl_minutes: int = Field(default=60, ge=1)
     # At most one self-service link per patient within this window (SECURITY ENUM-3).
     self_service_cooldown_minutes: int = Field(default=5, ge=0)
+    # One reminder with a fresh link this long before an unused staff link expires;
+    # 0 turns reminders off (SPEC 7.4).
+    reminder_before_expiry_minutes: int = Field(default=360, ge=0)
     session_ttl_minutes: int = Field(default=30, ge=1)
     temporary_password_ttl_days: int = Field(default=7, ge=1)
 
@@ -56,7 +59,8 @@ class Settings(BaseSettings):
     redeem_dob_max_failures: int = Field(default=5, ge=1)
 
     password_min_length: int = Field(default=12, ge=8, le=128)
-    lockout_threshold: int = Field(default=5, ge=1)
+    # NIST 63B / ASVS: at most 100 consecutive failures per account (SECURITY AUTHN-1).
+    lockout_threshold: int = Field(default=5, ge=1, le=100)
     lockout_minutes: int = Field(default=15, ge=1)
     hash_concurrency: int = Field(default=2, ge=1)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
 
+from core.background import every
 from core.logging import configure_logging
 from core.settings import Settings
 from graph.context import Context, authenticate, client_address
@@ -23,12 +25,23 @@ from graph.schema import build_schema
 from graph.services import Services
 from mail.transports import Transport
 from models.database import connect, disconnect, migrate
+from onboarding.reminders import send_due_reminders
+
+REMINDER_INTERVAL_SECONDS = 60
 
 
 class PortalGraphQL(GraphQL[Context, None]):
     def __init__(self, schema: Any, services: Services, **kwargs: Any) -> None:
         super().__init__(schema, **kwargs)
         self.services = services
+
+    def decode_json(self, data: str | bytes) -> object:
+        # Valid JSON that is no object (a bare `42`) would fail inside Strawberry with a
+        # 500; answer it like malformed JSON, with a 400 (SPEC 6).
+        value = super().decode_json(data)
+        if not isinstance(value, (dict, list)):
+            raise json.JSONDecodeError("a GraphQL request must be a JSON object", "", 0)
+        return value
 
     async def get_context(self, request: Request, response: Response) -> Context:  # type: ignore[override]
         staff, session = await authenticate(request)
@@ -70,15 +83,24 @@ def create_app(
             await migrate(settings.database_url)
             await connect(settings.database_url)
         stop = asyncio.Event()
-        loop_task = None
+        loops = []
         if settings.mail_dispatch_in_server:
-            loop_task = asyncio.create_task(services.dispatcher.run_forever(stop))
+            loops.append(asyncio.create_task(services.dispatcher.run_forever(stop)))
+            loops.append(
+                asyncio.create_task(
+                    every(
+                        REMINDER_INTERVAL_SECONDS,
+                        lambda: send_due_reminders(settings),
+                        stop,
+                        "reminders",
+                    )
+                )
+            )
         try:
             yield
         finally:
             stop.set()
-            if loop_task:
-                await loop_task
+            await asyncio.gather(*loops)
             await services.background.drain()
             services.hasher.close()
             if manage_database:

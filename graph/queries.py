@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import strawberry
 
@@ -16,13 +16,19 @@ from graph.types.audit import (
     encode_audit_cursor,
 )
 from graph.types.common import PageInfo, page_size
-from graph.types.onboarding import OnboardingFilter, PatientConnection, connection_from_page
+from graph.types.onboarding import (
+    OnboardingFilter,
+    PatientConnection,
+    StatusCount,
+    connection_from_page,
+)
 from graph.types.patient import Patient
 from models import AuditEvent as AuditEventModel
 from models import Patient as PatientModel
 from onboarding.credentials import check_username
 from onboarding.listing import BadCursor, PatientReader
 from onboarding.redemption import token_info
+from onboarding.stats import funnel
 from onboarding.validation import parse_id
 
 
@@ -46,6 +52,20 @@ class TokenInfo:
     username: str | None
     expires_at: datetime | None
     date_of_birth_required: bool
+
+
+@strawberry.type(description="The onboarding funnel for a date range (SPEC 7.5).")
+class OnboardingStats:
+    status_counts: list[StatusCount]
+    invitations_sent: int = strawberry.field(description="Staff invitations sent in the range.")
+    patients_invited: int = strawberry.field(
+        description="Patients whose first invitation was sent in the range."
+    )
+    patients_activated: int = strawberry.field(
+        description="Of those, how many chose their own password through a link."
+    )
+    activation_rate: float | None
+    median_hours_to_activation: float | None
 
 
 @strawberry.type
@@ -127,6 +147,21 @@ class Query:
             page_info=PageInfo(
                 end_cursor=edges[-1].cursor if edges else None, has_next_page=len(events) > size
             ),
+        )
+
+    @strawberry.field(description="The onboarding funnel of the practice (staff).")
+    async def onboarding_stats(self, info: Info, start: date, end: date) -> OnboardingStats:
+        info.context.require_staff()
+        if end < start or (end - start).days > 3660:
+            raise BadRequest("end must be on or after start, within ten years")
+        result = await funnel(reader(info), start, end)
+        return OnboardingStats(
+            status_counts=[StatusCount(status=s, count=n) for s, n in result.status_counts.items()],
+            invitations_sent=result.invitations_sent,
+            patients_invited=result.patients_invited,
+            patients_activated=result.patients_activated,
+            activation_rate=result.activation_rate,
+            median_hours_to_activation=result.median_hours_to_activation,
         )
 
     @strawberry.field(description="Is this emailed link usable? (patient app, anonymous)")

@@ -54,8 +54,11 @@ def silence_driver_parameter_logs() -> None:
 async def migrate(database_url: str) -> None:
     """Bring the schema up to date; every CLI command and the app start call this."""
     silence_driver_parameter_logs()
-    await run_migrations(config=tortoise_config(database_url))
-    await Tortoise.close_connections()
+    try:
+        await run_migrations(config=tortoise_config(database_url))
+    finally:
+        # Also on failure: an open aiosqlite thread would keep the process alive.
+        await Tortoise.close_connections()
 
 
 async def connect(database_url: str) -> None:

@@ -52,6 +52,10 @@ class LinkToken(Model):
         DeliveryStatus, max_length=8, default=DeliveryStatus.QUEUED
     )
     delivery_detail = fields.CharField(max_length=500, null=True)
+    # SPEC 7.4: a staff link gets one reminder carrying a fresh link; ``reminded_at`` on
+    # the old link claims the reminder atomically, ``is_reminder`` marks the fresh one.
+    reminded_at = fields.DatetimeField(null=True)
+    is_reminder = fields.BooleanField(default=False, db_default=False)
     # Wrong dates of birth typed at redemption (SPEC 7.1): five revoke the link.
     dob_failures = fields.IntField(default=0)
 
