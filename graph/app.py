@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -42,6 +44,10 @@ class PortalGraphQL(GraphQL[Context, None]):
         if not isinstance(value, (dict, list)):
             raise json.JSONDecodeError("a GraphQL request must be a JSON object", "", 0)
         return value
+
+    def encode_json(self, data: object) -> bytes:
+        # orjson: several times faster than json.dumps on an Onboarding Tool page.
+        return orjson.dumps(data)
 
     async def get_context(self, request: Request, response: Response) -> Context:  # type: ignore[override]
         staff, session = await authenticate(request)
@@ -82,6 +88,10 @@ def create_app(
         if manage_database:
             await migrate(settings.database_url)
             await connect(settings.database_url)
+        # Start-up objects (schema, models, templates) live for the process: keep them
+        # out of the garbage collector's generations so collections stay short.
+        gc.collect()
+        gc.freeze()
         stop = asyncio.Event()
         loops = []
         if settings.mail_dispatch_in_server:
