@@ -7,10 +7,23 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO, cast
 
 import structlog
 
 from core.settings import Settings
+
+
+class _CurrentStderr:
+    """``sys.stderr`` as it is at each write, not as it was at configure time: loggers
+    are cached on first use, and lines must follow a later redirection (a supervisor's
+    pipe, a test's capture) instead of going to a stale stream."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def configure_logging(settings: Settings) -> None:
@@ -27,7 +40,7 @@ def configure_logging(settings: Settings) -> None:
             structlog.processors.format_exc_info,
             renderer,
         ],
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(cast(TextIO, _CurrentStderr())),
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(

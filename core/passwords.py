@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import string
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
@@ -38,6 +39,8 @@ class PasswordProblem(StrEnum):
     EQUALS_USERNAME = "must not be the username"
     CONTAINS_EMAIL = "must not contain the email address"
     CONTROL_CHARACTERS = "must not contain control characters"
+    SEQUENTIAL = "too predictable: a run of consecutive letters, digits or keys"
+    CONTEXT_WORD = "must not be built from the username or the portal's name"
 
 
 @lru_cache(maxsize=1)
@@ -67,6 +70,48 @@ def _is_common(password: str) -> bool:
     return False
 
 
+# Runs whose neighbours make a "sequential" password (NIST 63B, SECURITY PWD-5): the
+# alphabet, the digits (wrapping 9 to 0) and the keyboard rows read left to right.
+_RUNS = ("abcdefghijklmnopqrstuvwxyz", "01234567890", "qwertyuiopasdfghjklzxcvbnm")
+_STEPS = frozenset(pair for run in _RUNS for pair in zip(run, run[1:], strict=False))
+_SERVICE_WORDS = frozenset(
+    {
+        "portal",
+        "myportal",
+        "my portal",
+        "patientportal",
+        "patient portal",
+        "patient-portal",
+        "patient.portal",
+        "patient_portal",
+    }
+)
+
+
+def _is_sequential(text: str) -> bool:
+    pairs = list(zip(text, text[1:], strict=False))
+    return len(text) >= 4 and (
+        all(p in _STEPS for p in pairs) or all((b, a) in _STEPS for a, b in pairs)
+    )
+
+
+def _core(text: str) -> str:
+    match = _AFFIX.match(text.casefold())
+    return match.group(1) if match else ""
+
+
+def _is_predictable(password: str, username: str | None) -> tuple[bool, bool]:
+    """(sequential, built from a context word): "abcdefghijkl", "!!0987654321",
+    "avery.q2024!" for user avery.q, "PatientPortal1"."""
+    lowered, core = password.casefold(), _core(password)
+    trimmed = lowered.strip(string.punctuation + " ")
+    sequential = _is_sequential(trimmed) or (len(core) >= 8 and _is_sequential(core))
+    context = core in _SERVICE_WORDS or (
+        bool(username) and len(core) >= 4 and core == _core(username or "")
+    )
+    return sequential, context
+
+
 def password_problems(
     password: str, *, min_length: int, username: str | None = None, email: str | None = None
 ) -> list[PasswordProblem]:
@@ -84,9 +129,14 @@ def password_problems(
         problems.append(PasswordProblem.REPETITIVE)
     elif _is_common(password):
         problems.append(PasswordProblem.COMMON)
+    sequential, context_word = _is_predictable(password, username)
+    if sequential:
+        problems.append(PasswordProblem.SEQUENTIAL)
     lowered = password.casefold()
     if username and lowered == username.casefold():
         problems.append(PasswordProblem.EQUALS_USERNAME)
+    elif context_word:
+        problems.append(PasswordProblem.CONTEXT_WORD)
     if email and email.casefold() in lowered:
         problems.append(PasswordProblem.CONTAINS_EMAIL)
     return problems

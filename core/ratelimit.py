@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import hashlib
 
+import structlog
 from limits import RateLimitItem, parse
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
 from core.settings import Settings
+
+log = structlog.get_logger("core.ratelimit")
 
 
 class RateLimiter:
@@ -41,6 +44,10 @@ class RateLimiter:
             hashed = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
             if not await self.strategy.hit(item, scope, hashed):
                 allowed = False
+        if not allowed:
+            # OWASP vocabulary excess_rate_limit_exceeded (SECURITY LOG-2); the keys are
+            # addresses and emails, so only which budget ran out is logged.
+            log.warning("rate_limit.exceeded", scope=scope)
         return allowed
 
     async def reset(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import structlog
 from graphql import GraphQLError
 from strawberry import Schema
 from strawberry.extensions import (
@@ -15,6 +16,7 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
 
 from core.settings import Settings
 from graph.limits import OneCredentialOperation
@@ -29,6 +31,31 @@ def should_mask(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, GraphQLError)
 
 
+log = structlog.get_logger("graph.errors")
+
+
+class PortalSchema(Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # Strawberry's default logs str(error), which quotes the request's source lines,
+        # and messages can quote literal and variable values: a password or token that
+        # a client wrote into the request would reach the log (SECURITY LOG-3). Faults
+        # keep their traceback; refused requests are logged by shape only.
+        if self.config.disable_field_suggestions:
+            # Strawberry strips "Did you mean" from unknown fields only; arguments, input
+            # fields, enum values and type names suggest names too (SECURITY GQL-6).
+            for error in errors:
+                if "Did you mean" in error.message:
+                    error.message = error.message.split(" Did you mean")[0]
+        for error in errors:
+            if should_mask(error):
+                log.error("graphql.fault", path=error.path, exc_info=error.original_error)
+            else:
+                code = (error.extensions or {}).get("code")
+                log.info("graphql.refused", code=code, path=error.path)
+
+
 def build_schema(settings: Settings) -> Schema:
     extensions: list = [  # type: ignore[type-arg]
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
@@ -41,7 +68,7 @@ def build_schema(settings: Settings) -> Schema:
     ]
     if settings.is_production:
         extensions.append(DisableIntrospection)
-    return Schema(
+    return PortalSchema(
         query=Query,
         mutation=Mutation,
         extensions=extensions,

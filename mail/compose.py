@@ -95,3 +95,14 @@ def password_changed(
         how="set by the clinic's staff" if by_staff else "changed",
         when_text=_when(when),
     )
+
+
+def email_changed(*, practice_name: str, first_name: str, when: datetime) -> Rendered:
+    """Sent to the previous address; never names the new one (SECURITY NOTIF-1)."""
+    return _render(
+        "email_changed",
+        f"The email address of your {practice_name} patient portal account was changed",
+        practice_name=practice_name,
+        first_name=first_name,
+        when_text=_when(when),
+    )

@@ -56,6 +56,10 @@ async def issue_links(
     now = utcnow()
     expires_at = now + ttl
     patient_ids = [pid for pid, _ in patients]
+    # Lock the charts (in id order, so overlapping batches cannot deadlock): a second
+    # issue for the same patient (a double click) waits for this one to commit and then
+    # revokes its link, instead of both revoking nothing and leaving two usable links.
+    await Patient.filter(id__in=patient_ids).order_by("id").select_for_update()
     await revoke_links(patient_ids, RevokeReason.SUPERSEDED)
     tokens = {pid: new_token() for pid in patient_ids}
     rows = [

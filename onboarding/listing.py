@@ -108,7 +108,8 @@ def decode_cursor(cursor: str) -> int:
         kind, _, number = base64.urlsafe_b64decode(cursor.encode("ascii")).decode().partition(":")
     except (ValueError, binascii.Error, UnicodeError) as exc:
         raise BadCursor("cursor is not one this service issued") from exc
-    if kind != "patient" or not number.isdigit() or len(number) > 12:
+    # Ids are 32-bit: a larger number would fail in the database driver (SPEC 6).
+    if kind != "patient" or not number.isdigit() or len(number) > 12 or int(number) >= 2**31:
         raise BadCursor("cursor is not one this service issued")
     return int(number)
 
@@ -137,6 +138,10 @@ class PatientReader:
         elif flt.has_email is False:
             q.where.append("p.email_key IS NULL")
         for term in (flt.search or "").replace(",", " ").split():
+            if "\x00" in term:
+                # No stored field holds a NUL, and PostgreSQL refuses one as a parameter.
+                q.where.append("1 = 0")
+                continue
             pattern = q.params(like_pattern(term.casefold()))
             columns = (
                 "p.last_name_key",

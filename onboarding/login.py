@@ -16,11 +16,12 @@ from tortoise.transactions import in_transaction
 from core.clock import utcnow
 from core.passwords import Hasher
 from core.settings import Settings
-from models import PasswordOrigin, PatientSession, PortalAccount, Practice
+from models import PasswordOrigin, PatientSession, PortalAccount, Practice, RevokeReason
 from onboarding import audit
 from onboarding.actor import Actor
 from onboarding.credentials import notify_password_changed, store_password, weak_password
 from onboarding.errors import ErrorCode, Problem
+from onboarding.links import revoke_links
 from onboarding.sessions import create_session, revoke_sessions
 
 INVALID = Problem(ErrorCode.INVALID_CREDENTIALS, "the username or password is not correct")
@@ -47,7 +48,8 @@ async def login(
     actor: Actor, username: str, password: str, *, hasher: Hasher, settings: Settings
 ) -> LoginResult:
     account = None
-    if 0 < len(username) <= 64 and len(password) <= 128:
+    # A NUL byte is in no username, and PostgreSQL refuses one as a parameter.
+    if 0 < len(username) <= 64 and len(password) <= 128 and "\x00" not in username:
         account = (
             await PortalAccount.filter(username_key=username.strip().casefold())
             .select_related("patient")
@@ -186,6 +188,8 @@ async def change_password(
             password_hash=password_hash,
             origin=PasswordOrigin.PATIENT,
         )
+        # Outstanding reset links belong to the old password (SECURITY TOK-5).
+        await revoke_links([patient.id], RevokeReason.PASSWORD_SET)
         await revoke_sessions([patient.id])
         token = await create_session(account, timedelta(minutes=settings.session_ttl_minutes))
         await notify_password_changed(patient, practice.name, by_staff=False)

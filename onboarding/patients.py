@@ -9,7 +9,8 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from core.clock import utcnow
-from models import ChartStatus, Patient, RevokeReason
+from mail import compose, outbox
+from models import ChartStatus, Patient, PortalAccount, Practice, RevokeReason
 from onboarding import audit
 from onboarding.actor import Actor
 from onboarding.errors import ErrorCode, Problem
@@ -134,6 +135,7 @@ async def update_patient(
             email_changed = "email" in changed and (
                 (patient.email or "").casefold() != str(new_email or "").casefold()
             )
+            old_email = patient.email
             for key in changed:
                 setattr(patient, key, values[key])
             patient.normalise_keys()
@@ -144,6 +146,8 @@ async def update_patient(
             if email_changed:
                 # The address of record changed: links sent to the old one die (TOK-5).
                 await revoke_links([patient.id], RevokeReason.EMAIL_CHANGED)
+                if old_email and await PortalAccount.exists(patient_id=patient.id):
+                    await _notify_email_changed(patient, old_email)
             if patient.chart_status not in (ChartStatus.ACTIVE, ChartStatus.PROSPECTIVE):
                 await revoke_links([patient.id], RevokeReason.PORTAL_DISABLED)
                 await revoke_sessions([patient.id])
@@ -153,3 +157,24 @@ async def update_patient(
     except IntegrityError:
         return None, [_duplicate_chart()]
     return patient_id, []
+
+
+async def _notify_email_changed(patient: Patient, old_email: str) -> None:
+    """Tell the previous address that the address of record changed, so a patient whose
+    recovery address was swapped learns of it (SECURITY NOTIF-1). Inside the caller's
+    transaction; the message never names the new address."""
+    practice = await Practice.get(id=patient.practice_id)
+    rendered = compose.email_changed(
+        practice_name=practice.name, first_name=patient.first_name, when=utcnow()
+    )
+    await outbox.enqueue(
+        [
+            outbox.message(
+                practice_id=practice.id,
+                patient_id=patient.id,
+                kind="email_changed",
+                to_addr=old_email,
+                rendered=rendered,
+            )
+        ]
+    )

@@ -106,11 +106,16 @@ async def redeem_token(
     if await _dob_required(link, account, settings):
         if date_of_birth != patient.date_of_birth:
             await LinkToken.filter(id=link.id).update(dob_failures=F("dob_failures") + 1)
-            failures = link.dob_failures + 1
-            if failures >= settings.redeem_dob_max_failures:
-                await LinkToken.filter(id=link.id, used_at=None, revoked_at=None).update(
-                    revoked_at=utcnow(), revoke_reason=RevokeReason.TOO_MANY_ATTEMPTS
-                )
+            # The count in the row decides, not the copy read earlier: concurrent wrong
+            # answers would otherwise each see one failure and never revoke the link.
+            await LinkToken.filter(
+                id=link.id,
+                used_at=None,
+                revoked_at=None,
+                dob_failures__gte=settings.redeem_dob_max_failures,
+            ).update(revoked_at=utcnow(), revoke_reason=RevokeReason.TOO_MANY_ATTEMPTS)
+            counted = await LinkToken.filter(id=link.id).values_list("dob_failures", flat=True)
+            failures = counted[0]
             await audit.record(
                 actor,
                 "link.dob_mismatch",

@@ -61,7 +61,8 @@ async def find_claimed_patients(claim: IdentityClaim) -> list[Patient]:
     """Charts that satisfy the claim and are eligible, at most one per practice. A
     practice whose address is on more than one chart yields none (SPEC 2.1)."""
     email_key = claim.email.strip().casefold()
-    if not email_key or len(email_key) > 254:
+    # A NUL byte is in no address, and PostgreSQL refuses one as a parameter.
+    if not email_key or len(email_key) > 254 or "\x00" in email_key:
         return []
     candidates = await Patient.filter(email_key=email_key)
     by_practice: dict[int, list[Patient]] = {}
@@ -90,11 +91,14 @@ async def process_self_reset(actor: Actor, claim: IdentityClaim, settings: Setti
     queued = 0
     cooldown = utcnow() - timedelta(minutes=settings.self_service_cooldown_minutes)
     for patient in await find_claimed_patients(claim):
-        recent = await LinkToken.filter(
-            patient_id=patient.id, purpose=LinkPurpose.SELF_SERVICE, created_at__gt=cooldown
-        ).exists()
-        outcome = "throttled" if recent else "queued"
         async with in_transaction():
+            # Lock the chart, then look: concurrent requests for one patient queue here, so
+            # a burst cannot slip several links past the cooldown (SECURITY ENUM-3).
+            await Patient.filter(id=patient.id).select_for_update().first()
+            recent = await LinkToken.filter(
+                patient_id=patient.id, purpose=LinkPurpose.SELF_SERVICE, created_at__gt=cooldown
+            ).exists()
+            outcome = "throttled" if recent else "queued"
             if not recent:
                 has_password = await PortalAccount.filter(
                     patient_id=patient.id, password_hash__isnull=False
@@ -141,17 +145,19 @@ async def process_username_reminder(actor: Actor, claim: IdentityClaim, settings
         account = await PortalAccount.filter(patient_id=patient.id).first()
         if account is None:
             continue
-        recent = await OutboxMessage.filter(
-            patient_id=patient.id, kind="username_reminder", created_at__gt=cooldown
-        ).exists()
-        if not recent:
-            practice = await Practice.get(id=patient.practice_id)  # type: ignore[attr-defined]
-            rendered = compose.username_reminder(
-                practice_name=practice.name,
-                first_name=patient.first_name,
-                username=account.username,
-            )
-            async with in_transaction():
+        practice = await Practice.get(id=patient.practice_id)  # type: ignore[attr-defined]
+        rendered = compose.username_reminder(
+            practice_name=practice.name,
+            first_name=patient.first_name,
+            username=account.username,
+        )
+        async with in_transaction():
+            # As for links: lock the chart before the cooldown check (SECURITY ENUM-3).
+            await Patient.filter(id=patient.id).select_for_update().first()
+            recent = await OutboxMessage.filter(
+                patient_id=patient.id, kind="username_reminder", created_at__gt=cooldown
+            ).exists()
+            if not recent:
                 await outbox.enqueue(
                     [
                         outbox.message(
@@ -169,7 +175,7 @@ async def process_username_reminder(actor: Actor, claim: IdentityClaim, settings
                     patient_id=patient.id,
                     practice_id=practice.id,
                 )
-            queued += 1
+                queued += 1
     if not queued:
         await audit.record(actor, "username_reminder.requested", outcome="no_mail")
     return queued

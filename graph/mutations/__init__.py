@@ -7,6 +7,7 @@ from graph.mutations.create_patient import create_patient
 from graph.mutations.disable_portal import disable_portal
 from graph.mutations.enable_portal import enable_portal
 from graph.mutations.login import login
+from graph.mutations.logout import logout
 from graph.mutations.redeem_token import redeem_token
 from graph.mutations.request_self_reset import request_self_reset
 from graph.mutations.request_username_reminder import request_username_reminder
@@ -28,3 +29,4 @@ class Mutation:
     redeem_token = redeem_token
     login = login
     change_password = change_password
+    logout = logout

@@ -58,7 +58,8 @@ def decode_audit_cursor(cursor: str) -> int:
     try:
         text = base64.urlsafe_b64decode(cursor.encode("ascii")).decode()
         kind, _, number = text.partition(":")
-        if kind != "audit" or not number.isdigit():
+        # Ids are 32-bit: a larger number would fail in the database driver (SPEC 6).
+        if kind != "audit" or not number.isdigit() or int(number) >= 2**31:
             raise ValueError
         return int(number)
     except (ValueError, UnicodeError) as exc:

@@ -1,0 +1,323 @@
+"""The outbox dispatcher and transports (SPEC 5, 7.3): retries with backoff over real
+SMTP, permanent failures that revoke the link, scrubbed bodies, one connection per
+batch, and the file transport's .eml mailbox."""
+
+from __future__ import annotations
+
+import email
+from datetime import timedelta
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import pytest
+import time_machine
+
+from core.clock import utcnow
+from core.settings import Settings
+from mail.dispatcher import BACKOFF_BASE_SECONDS, Dispatcher
+from mail.transports import FileTransport, Outcome, Outgoing
+from models import LinkToken, OutboxMessage, OutboxStatus, Patient
+from tests.conftest import Api, Mailbox, Staff, body_text, free_port, token_from
+from tests.helpers import PATIENT, enabled_patient, invite
+
+EMAIL = "avery.quinn1@example.com"
+
+TOKEN_INFO = """
+query($token: String!) { tokenInfo(token: $token) { valid error } }"""
+
+SEND = """
+mutation($ids: [ID!]!) {
+  sendInvitation(input: {patientIds: $ids}) { results { userErrors { code } } }
+}"""
+
+
+async def patient(api: Api, staff: Staff, pid: str) -> dict[str, Any]:
+    return (await api.gql(PATIENT, {"id": pid}, staff.token))["data"]["patient"]
+
+
+async def invited(api: Api, staff: Staff, n: int = 1) -> str:
+    pid = await enabled_patient(api, staff.token, n=n)
+    assert (await invite(api, staff.token, pid))["userErrors"] == []
+    return pid
+
+
+# --- retries -------------------------------------------------------------------------
+
+
+async def test_transient_failure_is_retried_after_the_backoff(
+    api: Api, staff: Staff, mailbox: Mailbox
+) -> None:
+    # given the receiving server answers "try later"
+    mailbox.refuse[EMAIL] = "451 4.3.0 try later"
+    pid = await invited(api, staff)
+
+    # when the dispatcher runs
+    await api.deliver()
+
+    # then nothing arrived, the message waits for a retry, the link is still queued
+    assert mailbox.messages == []
+    row = await OutboxMessage.get()
+    assert (row.status, row.attempts) == (OutboxStatus.PENDING, 1)
+    assert row.last_error is not None and row.last_error.startswith("451")
+    assert (await patient(api, staff, pid))["lastInvitation"]["deliveryStatus"] == "QUEUED"
+    # and running again before the backoff sends nothing
+    del mailbox.refuse[EMAIL]
+    await api.deliver()
+    assert mailbox.messages == []
+
+    # when the backoff has passed and the server accepts
+    with time_machine.travel(utcnow() + timedelta(seconds=BACKOFF_BASE_SECONDS + 1), tick=False):
+        await api.deliver()
+
+    # then the message arrives once and the invitation shows SENT
+    [message] = mailbox.to(EMAIL)
+    assert (await api.gql(TOKEN_INFO, {"token": token_from(message)}))["data"]["tokenInfo"] == {
+        "valid": True,
+        "error": None,
+    }
+    details = await patient(api, staff, pid)
+    assert details["lastInvitation"]["deliveryStatus"] == "SENT"
+    assert details["portalStatus"] == "INVITED"
+    row = await OutboxMessage.get()
+    assert (row.status, row.attempts, row.last_error) == (OutboxStatus.SENT, 1, None)
+
+
+@pytest.mark.parametrize("settings_overrides", [{"mail_max_attempts": 2}])
+async def test_transient_failures_give_up_after_max_attempts(
+    api: Api, staff: Staff, mailbox: Mailbox
+) -> None:
+    mailbox.refuse[EMAIL] = "451 4.3.0 try later"
+    pid = await invited(api, staff)
+    await api.deliver()
+
+    with time_machine.travel(utcnow() + timedelta(seconds=BACKOFF_BASE_SECONDS + 1), tick=False):
+        await api.deliver()
+
+    row = await OutboxMessage.get()
+    assert (row.status, row.attempts) == (OutboxStatus.FAILED, 2)
+    assert (row.body_text, row.body_html) == ("", "")
+    details = await patient(api, staff, pid)
+    assert details["lastInvitation"]["deliveryStatus"] == "FAILED"
+    assert details["portalStatus"] == "INVITATION_EXPIRED"
+    assert mailbox.messages == []
+
+
+async def test_backoff_doubles(api: Api, staff: Staff, mailbox: Mailbox) -> None:
+    mailbox.refuse[EMAIL] = "451 4.3.0 try later"
+    await invited(api, staff)
+    start = utcnow()
+
+    with time_machine.travel(start, tick=False) as traveller:
+        await api.deliver()
+        first = (await OutboxMessage.get()).next_attempt_at
+        assert first == start + timedelta(seconds=BACKOFF_BASE_SECONDS)
+        traveller.shift(timedelta(seconds=BACKOFF_BASE_SECONDS))
+        await api.deliver()
+        second = (await OutboxMessage.get()).next_attempt_at
+        assert second == first + timedelta(seconds=2 * BACKOFF_BASE_SECONDS)
+    assert (await OutboxMessage.get()).attempts == 2
+
+
+# --- permanent failure ---------------------------------------------------------------
+
+
+async def test_permanent_failure_revokes_the_link(api: Api, staff: Staff, mailbox: Mailbox) -> None:
+    # given the address does not exist
+    mailbox.refuse[EMAIL] = "550 5.1.1 no such user"
+    pid = await invited(api, staff)
+    link = await LinkToken.get(patient_id=int(pid))
+
+    # when the dispatcher runs
+    await api.deliver()
+
+    # then delivery failed for good, with the server's reply
+    row = await OutboxMessage.get()
+    assert (row.status, row.attempts) == (OutboxStatus.FAILED, 1)
+    assert row.last_error is not None and row.last_error.startswith("550")
+    await link.refresh_from_db()
+    assert link.delivery_status.value == "FAILED"
+    assert link.delivery_detail is not None and "550" in link.delivery_detail
+    assert link.revoked_at is not None
+    # and the Onboarding Tool shows it
+    details = await patient(api, staff, pid)
+    assert details["lastInvitation"]["deliveryStatus"] == "FAILED"
+    assert details["lastInvitation"]["revokedAt"] is not None
+    assert details["portalStatus"] == "INVITATION_EXPIRED"
+    # and the link that never arrived is dead: nothing retries it
+    await api.deliver()
+    assert mailbox.messages == []
+    assert (await OutboxMessage.get()).attempts == 1
+
+
+async def test_permanently_failed_link_reads_invalid(
+    api: Api, staff: Staff, mailbox: Mailbox
+) -> None:
+    """The raw token of a message that never arrived, read from the outbox before the
+    dispatcher ran, must not open anything afterwards."""
+    mailbox.refuse[EMAIL] = "550 5.1.1 no such user"
+    await invited(api, staff)
+    row = await OutboxMessage.get()
+    token = token_from(email.message_from_string(f"Content-Type: text/plain\n\n{row.body_text}"))
+
+    await api.deliver()
+
+    info = (await api.gql(TOKEN_INFO, {"token": token}))["data"]["tokenInfo"]
+    assert info == {"valid": False, "error": "TOKEN_INVALID"}
+
+
+async def test_one_refused_recipient_does_not_fail_the_batch(
+    api: Api, staff: Staff, mailbox: Mailbox
+) -> None:
+    for n in (1, 2, 3):
+        await enabled_patient(api, staff.token, n=n)
+    ids = [str(i) for i in await _patient_ids()]
+    mailbox.refuse["avery.quinn2@example.com"] = "550 5.1.1 no such user"
+
+    result = await api.gql(SEND, {"ids": ids}, staff.token)
+    assert [r["userErrors"] for r in result["data"]["sendInvitation"]["results"]] == [[], [], []]
+    await api.deliver()
+
+    assert sorted(m["To"] for m in mailbox.messages) == [
+        "avery.quinn1@example.com",
+        "avery.quinn3@example.com",
+    ]
+    statuses = {r.to_addr: r.status for r in await OutboxMessage.all()}
+    assert statuses == {
+        "avery.quinn1@example.com": OutboxStatus.SENT,
+        "avery.quinn2@example.com": OutboxStatus.FAILED,
+        "avery.quinn3@example.com": OutboxStatus.SENT,
+    }
+    assert mailbox.connections == 1
+
+
+async def _patient_ids() -> list[int]:
+    return list(await Patient.all().order_by("id").values_list("id", flat=True))
+
+
+# --- scrubbing -----------------------------------------------------------------------
+
+
+async def test_bodies_are_scrubbed_once_sent(api: Api, staff: Staff, mailbox: Mailbox) -> None:
+    await invited(api, staff)
+    queued = await OutboxMessage.get()
+    assert "#token=" in queued.body_text and "#token=" in queued.body_html
+
+    await api.deliver()
+
+    sent = await OutboxMessage.get()
+    assert sent.status is OutboxStatus.SENT
+    assert (sent.body_text, sent.body_html) == ("", "")
+    assert sent.sent_at is not None
+    # the message itself carried both parts
+    [message] = mailbox.to(EMAIL)
+    types = [part.get_content_type() for part in message.walk()]
+    assert "text/plain" in types and "text/html" in types
+    html = next(p for p in message.walk() if p.get_content_type() == "text/html")
+    assert f"#token={token_from(message)}" in html.get_payload(decode=True).decode()
+
+
+async def test_bodies_are_scrubbed_after_a_permanent_failure(
+    api: Api, staff: Staff, mailbox: Mailbox
+) -> None:
+    mailbox.refuse[EMAIL] = "550 5.1.1 no such user"
+    await invited(api, staff)
+
+    await api.deliver()
+
+    failed = await OutboxMessage.get()
+    assert failed.status is OutboxStatus.FAILED
+    assert (failed.body_text, failed.body_html) == ("", "")
+
+
+# --- connections ---------------------------------------------------------------------
+
+
+async def test_one_smtp_connection_serves_a_batch(api: Api, staff: Staff, mailbox: Mailbox) -> None:
+    for n in range(1, 11):
+        await enabled_patient(api, staff.token, n=n)
+    ids = [str(i) for i in await _patient_ids()]
+    await api.gql(SEND, {"ids": ids}, staff.token)
+
+    await api.deliver()
+
+    assert len(mailbox.messages) == 10
+    assert mailbox.connections == 1
+
+
+async def test_each_batch_opens_its_own_connection(
+    api: Api, staff: Staff, mailbox: Mailbox
+) -> None:
+    for n in range(1, 6):
+        await enabled_patient(api, staff.token, n=n)
+    ids = [str(i) for i in await _patient_ids()]
+    await api.gql(SEND, {"ids": ids}, staff.token)
+    dispatcher = Dispatcher(api.settings, batch_size=2)
+
+    stats = await dispatcher.drain()
+
+    assert (stats.sent, stats.retried, stats.failed) == (5, 0, 0)
+    assert len(mailbox.messages) == 5
+    assert mailbox.connections == 3
+
+
+async def test_unreachable_server_is_a_transient_failure(
+    api: Api, staff: Staff, mailbox: Mailbox
+) -> None:
+    await invited(api, staff)
+    unreachable = api.settings.model_copy(update={"smtp_port": free_port()})
+    dispatcher = Dispatcher(unreachable)
+
+    stats = await dispatcher.run_once()
+
+    assert (stats.sent, stats.retried, stats.failed) == (0, 1, 0)
+    row = await OutboxMessage.get()
+    assert (row.status, row.attempts) == (OutboxStatus.PENDING, 1)
+    assert "#token=" in row.body_text  # kept for the retry
+
+
+# --- file transport ------------------------------------------------------------------
+
+
+def read_mailbox(directory: Path) -> list[Message]:
+    return [email.message_from_bytes(f.read_bytes()) for f in sorted(directory.glob("*.eml"))]
+
+
+async def test_file_transport_writes_one_eml_per_message(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, mail_dir=str(tmp_path / "outbox"))  # type: ignore[call-arg]
+    transport = FileTransport(settings)
+
+    results = await transport.send(
+        [
+            Outgoing("a@example.com", "First", "text one https://x#token=abc", "<p>one</p>"),
+            Outgoing("b@example.com", "Second", "text two", "<p>two</p>"),
+        ]
+    )
+
+    assert [r.outcome for r in results] == [Outcome.SENT, Outcome.SENT]
+    messages = read_mailbox(tmp_path / "outbox")
+    assert len(messages) == 2
+    assert sorted(m["To"] for m in messages) == ["a@example.com", "b@example.com"]
+    first = next(m for m in messages if m["To"] == "a@example.com")
+    assert first["Subject"] == "First"
+    assert first["From"] == settings.mail_from
+    assert "https://x#token=abc" in body_text(first)
+    assert first["Message-ID"] and first["Date"]
+
+
+async def test_file_transport_through_the_dispatcher(
+    api: Api, staff: Staff, mailbox: Mailbox, tmp_path: Path
+) -> None:
+    await invited(api, staff)
+    settings = Settings(_env_file=None, mail_backend="file", mail_dir=str(tmp_path))  # type: ignore[call-arg]
+    dispatcher = Dispatcher(settings, transport=FileTransport(settings))
+
+    stats = await dispatcher.drain()
+
+    assert stats.sent == 1
+    [message] = read_mailbox(tmp_path)
+    assert message["To"] == EMAIL
+    token = token_from(message)
+    assert (await api.gql(TOKEN_INFO, {"token": token}))["data"]["tokenInfo"]["valid"] is True
+    assert mailbox.messages == []
+    assert (await OutboxMessage.get()).body_text == ""
