@@ -40,3 +40,10 @@ class BadRequest(GraphQLError):
 class Unauthenticated(GraphQLError):
     def __init__(self, message: str = "A valid staff token is required.") -> None:
         super().__init__(message, extensions={"code": "UNAUTHENTICATED"})
+
+
+class RateLimited(GraphQLError):
+    """A query (which has no payload for userErrors) over its rate budget."""
+
+    def __init__(self, message: str = "Too many requests; slow down.") -> None:
+        super().__init__(message, extensions={"code": "RATE_LIMITED"})

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 import strawberry
 
 from graph.context import Info
-from graph.errors import BadRequest, ErrorCode
+from graph.errors import BadRequest, ErrorCode, RateLimited
 from graph.types.audit import (
     AuditEvent,
     AuditEventConnection,
@@ -106,7 +106,7 @@ class Query:
         ctx = info.context
         staff = ctx.require_staff()
         if not await ctx.services.limiter.allow("username_check", f"staff:{staff.id}"):
-            raise BadRequest("too many username checks; slow down")
+            raise RateLimited("too many username checks; slow down")
         own_email = None
         pid = parse_id(patient_id) if patient_id is not None else None
         if pid is not None:

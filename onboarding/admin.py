@@ -9,8 +9,12 @@ from onboarding.validation import check_text
 STAFF_PREFIX = "stf_"
 
 
+# The name goes into every subject line; the subject column holds 200 characters.
+MAX_PRACTICE_NAME = 120
+
+
 async def create_practice(name: str) -> Practice:
-    cleaned, problem = check_text("name", name, max_length=200)
+    cleaned, problem = check_text("name", name, max_length=MAX_PRACTICE_NAME)
     if problem:
         raise ValueError(problem.message)
     return await Practice.create(name=cleaned)
