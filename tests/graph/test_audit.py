@@ -152,18 +152,18 @@ async def test_audit_events_read_through_graphql(api: Api, staff: Staff) -> None
 async def test_audit_events_pagination_walks_newest_first(
     api: Api, staff: Staff, other_staff: Staff
 ) -> None:
-    # given 11 patients of the practice, each created, enabled then disabled (33 events),
+    # given 7 patients of the practice, each created, enabled then disabled (21 events),
     # and another practice's events in between
     ids = []
-    for n in range(11):
+    for n in range(7):
         ids.append(await enabled_patient(api, staff.token, n=n))
         await enabled_patient(api, other_staff.token, n=n)
     await ok(api, DISABLE, {"ids": ids}, staff.token)
     expected = [e.id for e in reversed(await events_of(staff.practice_id))]
-    assert len(expected) == 33
+    assert len(expected) == 21
 
     # when staff walk the log in pages of 4 (and of 1, and all at once)
-    for first in (4, 1, 33, 200):
+    for first in (4, 1, 21, 200):
         nodes = await walk(api, staff.token, first=first)
         # then every event once, newest first
         assert [int(n["id"]) for n in nodes] == expected, first
