@@ -6,6 +6,7 @@ import time, so tests build their own.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from enum import StrEnum
 from typing import Literal
@@ -39,6 +40,8 @@ class Settings(BaseSettings):
     mail_dispatch_in_server: bool = True
     mail_poll_seconds: float = 1.0
     mail_max_attempts: int = 6
+    # SMTP connections a dispatcher uses at once, each carrying part of a batch.
+    mail_connections: int = Field(default=4, ge=1, le=32)
 
     link_base_url: str = "http://localhost:8000/portal/activate"
     redis_url: str | None = None
@@ -62,7 +65,9 @@ class Settings(BaseSettings):
     # NIST 63B / ASVS: at most 100 consecutive failures per account (SECURITY AUTHN-1).
     lockout_threshold: int = Field(default=5, ge=1, le=100)
     lockout_minutes: int = Field(default=15, ge=1)
-    hash_concurrency: int = Field(default=2, ge=1)
+    # argon2id hashes at once: half the cores, so hashing under a login storm always
+    # leaves CPU for reads (SECURITY HASH-5).
+    hash_concurrency: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2), ge=1)
 
     # Rate limits in the `limits` library's notation, applied per client address and per
     # account/email (SECURITY GQL-9, TOK-7).

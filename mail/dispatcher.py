@@ -40,7 +40,7 @@ class DispatchStats:
 
 class Dispatcher:
     def __init__(
-        self, settings: Settings, transport: Transport | None = None, batch_size: int = 200
+        self, settings: Settings, transport: Transport | None = None, batch_size: int = 400
     ) -> None:
         self.settings = settings
         self.transport = transport or transport_for(settings)
@@ -72,9 +72,14 @@ class Dispatcher:
         rows = await self._claim()
         if not rows:
             return stats
-        results = await self.transport.send(
-            [Outgoing(r.to_addr, r.subject, r.body_text, r.body_html) for r in rows]
-        )
+        items = [Outgoing(r.to_addr, r.subject, r.body_text, r.body_html) for r in rows]
+        # Several SMTP connections at once: one connection waits a round trip per
+        # command, so a batch split over N connections leaves roughly N times faster.
+        lanes = max(1, min(self.settings.mail_connections, len(items)))
+        size = -(-len(items) // lanes)
+        chunks = [items[i : i + size] for i in range(0, len(items), size)]
+        sent = await asyncio.gather(*(self.transport.send(chunk) for chunk in chunks))
+        results = [result for chunk in sent for result in chunk]
         await self._settle(rows, results, stats)
         log.info("mail.batch", sent=stats.sent, retried=stats.retried, failed=stats.failed)
         return stats

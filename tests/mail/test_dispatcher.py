@@ -188,7 +188,7 @@ async def test_one_refused_recipient_does_not_fail_the_batch(
         "avery.quinn2@example.com": OutboxStatus.FAILED,
         "avery.quinn3@example.com": OutboxStatus.SENT,
     }
-    assert mailbox.connections == 1
+    assert mailbox.connections == 3  # one lane per message: 3 messages, 4 lanes allowed
 
 
 async def _patient_ids() -> list[int]:
@@ -233,6 +233,7 @@ async def test_bodies_are_scrubbed_after_a_permanent_failure(
 # --- connections ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("settings_overrides", [{"mail_connections": 1}])
 async def test_one_smtp_connection_serves_a_batch(api: Api, staff: Staff, mailbox: Mailbox) -> None:
     for n in range(1, 11):
         await enabled_patient(api, staff.token, n=n)
@@ -245,6 +246,24 @@ async def test_one_smtp_connection_serves_a_batch(api: Api, staff: Staff, mailbo
     assert mailbox.connections == 1
 
 
+async def test_a_batch_is_split_over_parallel_connections(
+    api: Api, staff: Staff, mailbox: Mailbox
+) -> None:
+    # given 10 queued messages and the default of 4 SMTP connections per dispatcher
+    for n in range(1, 11):
+        await enabled_patient(api, staff.token, n=n)
+    ids = [str(i) for i in await _patient_ids()]
+    await api.gql(SEND, {"ids": ids}, staff.token)
+    # when one batch is sent
+    await api.deliver()
+    # then every message arrived once, over 4 connections (3+3+3+1 messages)
+    assert sorted(m["To"] for m in mailbox.messages) == sorted(
+        f"avery.quinn{n}@example.com" for n in range(1, 11)
+    )
+    assert mailbox.connections == 4
+
+
+@pytest.mark.parametrize("settings_overrides", [{"mail_connections": 1}])
 async def test_each_batch_opens_its_own_connection(
     api: Api, staff: Staff, mailbox: Mailbox
 ) -> None:
