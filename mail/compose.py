@@ -11,6 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import escape
 
 
 @dataclass(frozen=True)
@@ -48,15 +49,18 @@ def _render(kind: str, subject: str, **context: Any) -> Rendered:
     )
 
 
-def invitation(
-    *,
-    practice_name: str,
-    first_name: str,
-    link: str,
-    expires_at: datetime,
-    reset: bool,
-    self_service: bool,
+# Placeholders that survive HTML escaping unchanged and cannot occur in real input
+# (control characters are refused at every input).
+_FIRST_NAME = "\x00first_name\x00"
+_LINK = "\x00link\x00"
+
+
+@lru_cache(maxsize=64)
+def _invitation_skeleton(
+    practice_name: str, expires_text: str, reset: bool, self_service: bool
 ) -> Rendered:
+    """The invitation rendered once per variant; a bulk send of 10,000 messages fills
+    in two strings per patient instead of running the templates 20,000 times."""
     subject = (
         f"Reset your {practice_name} patient portal password"
         if reset
@@ -66,11 +70,31 @@ def invitation(
         "invitation",
         subject,
         practice_name=practice_name,
-        first_name=first_name,
-        link=link,
-        expires_text=f"on {_when(expires_at)}",
+        first_name=_FIRST_NAME,
+        link=_LINK,
+        expires_text=expires_text,
         reset=reset,
         self_service=self_service,
+    )
+
+
+def invitation(
+    *,
+    practice_name: str,
+    first_name: str,
+    link: str,
+    expires_at: datetime,
+    reset: bool,
+    self_service: bool,
+) -> Rendered:
+    skeleton = _invitation_skeleton(
+        practice_name, f"on {_when(expires_at)}", reset, self_service
+    )
+    html_name, html_link = str(escape(first_name)), str(escape(link))
+    return Rendered(
+        subject=skeleton.subject,
+        text=skeleton.text.replace(_FIRST_NAME, first_name).replace(_LINK, link),
+        html=skeleton.html.replace(_FIRST_NAME, html_name).replace(_LINK, html_link),
     )
 
 

@@ -10,6 +10,7 @@ leased by moving ``next_attempt_at`` forward, so a crashed worker's rows come ba
 from __future__ import annotations
 
 import asyncio
+import zlib
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -75,11 +76,18 @@ class Dispatcher:
         items = [Outgoing(r.to_addr, r.subject, r.body_text, r.body_html) for r in rows]
         # Several SMTP connections at once: one connection waits a round trip per
         # command, so a batch split over N connections leaves roughly N times faster.
+        # A recipient's messages share a lane, so they still arrive in order.
         lanes = max(1, min(self.settings.mail_connections, len(items)))
-        size = -(-len(items) // lanes)
-        chunks = [items[i : i + size] for i in range(0, len(items), size)]
-        sent = await asyncio.gather(*(self.transport.send(chunk) for chunk in chunks))
-        results = [result for chunk in sent for result in chunk]
+        lane_of = [zlib.crc32(item.to_addr.casefold().encode()) % lanes for item in items]
+        chunks = [[i for i, lane in enumerate(lane_of) if lane == n] for n in range(lanes)]
+        chunks = [c for c in chunks if c]
+        sent = await asyncio.gather(
+            *(self.transport.send([items[i] for i in chunk]) for chunk in chunks)
+        )
+        results: list[Result] = [Result(Outcome.TRANSIENT)] * len(items)
+        for chunk, chunk_results in zip(chunks, sent, strict=True):
+            for i, result in zip(chunk, chunk_results, strict=True):
+                results[i] = result
         await self._settle(rows, results, stats)
         log.info("mail.batch", sent=stats.sent, retried=stats.retried, failed=stats.failed)
         return stats

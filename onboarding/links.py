@@ -11,11 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from tortoise import connections
-
 from core.clock import utcnow
 from core.secrets import digest, new_token
-from models import LinkPurpose, LinkToken, Patient, RevokeReason
+from models import DeliveryStatus, LinkPurpose, LinkToken, Patient, RevokeReason
+from models.bulk import insert_rows, set_column
 from onboarding.errors import ErrorCode
 
 
@@ -28,6 +27,21 @@ class IssuedLink:
     token: str
     expires_at: datetime
     sent_to: str
+
+
+LINK_COLUMNS = (
+    ("practice_id", "int"),
+    ("patient_id", "int"),
+    ("digest", "text"),
+    ("purpose", "text"),
+    ("sent_to", "text"),
+    ("created_by_id", "int"),
+    ("created_at", "timestamptz"),
+    ("expires_at", "timestamptz"),
+    ("delivery_status", "text"),
+    ("dob_failures", "int"),
+    ("is_reminder", "bool"),
+)
 
 
 async def revoke_links(
@@ -59,58 +73,56 @@ async def issue_links(
     # Lock the charts (in id order, so overlapping batches cannot deadlock): a second
     # issue for the same patient (a double click) waits for this one to commit and then
     # revokes its link, instead of both revoking nothing and leaving two usable links.
-    await Patient.filter(id__in=patient_ids).order_by("id").select_for_update()
+    await (
+        # (models, not values_list: Tortoise drops FOR UPDATE from values queries)
+        Patient.filter(id__in=patient_ids).order_by("id").select_for_update().only("id")
+    )
     await revoke_links(patient_ids, RevokeReason.SUPERSEDED)
     tokens = {pid: new_token() for pid in patient_ids}
-    rows = [
-        LinkToken(
-            practice_id=practice_id,
-            patient_id=pid,
-            digest=digest(tokens[pid]),
-            purpose=purpose,
-            sent_to=address,
-            created_by_id=created_by,
-            created_at=now,
-            expires_at=expires_at,
-        )
-        for pid, address in patients
-    ]
-    await LinkToken.bulk_create(rows, batch_size=1000)
+    digests = {pid: digest(tokens[pid]) for pid in patient_ids}
+    # Plain multi-row INSERTs: a bulk invitation issues 10,000 links at once.
+    await insert_rows(
+        LinkToken._meta.db_table,
+        LINK_COLUMNS,
+        [
+            (
+                practice_id,
+                pid,
+                digests[pid],
+                purpose.value,
+                address,
+                created_by,
+                now,
+                expires_at,
+                DeliveryStatus.QUEUED.value,
+                0,
+                False,
+            )
+            for pid, address in patients
+        ],
+    )
     ids: dict[str, int] = {}
-    digests = [r.digest for r in rows]
-    for start in range(0, len(digests), 1000):
-        chunk = digests[start : start + 1000]
+    wanted = list(digests.values())
+    for start in range(0, len(wanted), 1000):
+        chunk = wanted[start : start + 1000]
         for link_id, link_digest in await LinkToken.filter(digest__in=chunk).values_list(
             "id", "digest"
         ):
             ids[link_digest] = link_id
-    await _point_patients_at_newest_link(patient_ids)
+    # The link just issued is each patient's newest: older ones were revoked above.
+    await set_column(
+        "patient", "last_link_id", "int", {pid: ids[digests[pid]] for pid in patient_ids}
+    )
     return [
         IssuedLink(
-            patient_id=r.patient_id,  # type: ignore[attr-defined]
-            link_id=ids[r.digest],
-            token=tokens[r.patient_id],  # type: ignore[attr-defined]
+            patient_id=pid,
+            link_id=ids[digests[pid]],
+            token=tokens[pid],
             expires_at=expires_at,
-            sent_to=r.sent_to,
+            sent_to=address,
         )
-        for r in rows
+        for pid, address in patients
     ]
-
-
-async def _point_patients_at_newest_link(patient_ids: Sequence[int]) -> None:
-    conn = connections.get("default")
-    dialect = conn.capabilities.dialect
-    for start in range(0, len(patient_ids), 1000):
-        chunk = list(patient_ids[start : start + 1000])
-        if dialect == "sqlite":
-            marks = ", ".join("?" for _ in chunk)
-        else:
-            marks = ", ".join(f"${i + 1}" for i in range(len(chunk)))
-        await conn.execute_query(
-            "UPDATE patient SET last_link_id = (SELECT MAX(l.id) FROM link_token l"
-            f" WHERE l.patient_id = patient.id) WHERE id IN ({marks})",
-            chunk,
-        )
 
 
 @dataclass(frozen=True)

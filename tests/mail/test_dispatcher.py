@@ -188,7 +188,7 @@ async def test_one_refused_recipient_does_not_fail_the_batch(
         "avery.quinn2@example.com": OutboxStatus.FAILED,
         "avery.quinn3@example.com": OutboxStatus.SENT,
     }
-    assert mailbox.connections == 3  # one lane per message: 3 messages, 4 lanes allowed
+    assert 1 <= mailbox.connections <= 3  # at most one connection per message here
 
 
 async def _patient_ids() -> list[int]:
@@ -256,11 +256,11 @@ async def test_a_batch_is_split_over_parallel_connections(
     await api.gql(SEND, {"ids": ids}, staff.token)
     # when one batch is sent
     await api.deliver()
-    # then every message arrived once, over 4 connections (3+3+3+1 messages)
+    # then every message arrived once, over several connections (at most 4)
     assert sorted(m["To"] for m in mailbox.messages) == sorted(
         f"avery.quinn{n}@example.com" for n in range(1, 11)
     )
-    assert mailbox.connections == 4
+    assert 2 <= mailbox.connections <= 4
 
 
 @pytest.mark.parametrize("settings_overrides", [{"mail_connections": 1}])
@@ -340,3 +340,24 @@ async def test_file_transport_through_the_dispatcher(
     assert (await api.gql(TOKEN_INFO, {"token": token}))["data"]["tokenInfo"]["valid"] is True
     assert mailbox.messages == []
     assert (await OutboxMessage.get()).body_text == ""
+
+
+async def test_a_recipients_messages_arrive_in_order_across_parallel_connections(
+    api: Api, staff: Staff, mailbox: Mailbox
+) -> None:
+    # given several patients, one of whom is sent three invitations before any delivery
+    for n in range(1, 9):
+        await enabled_patient(api, staff.token, n=n)
+    ids = [str(i) for i in await _patient_ids()]
+    await api.gql(SEND, {"ids": ids}, staff.token)
+    await invite(api, staff.token, ids[0])
+    await invite(api, staff.token, ids[0])
+    # when one batch goes out over parallel connections
+    await api.deliver()
+    # then that patient's last message carries the only usable link
+    tokens = [token_from(m) for m in mailbox.to(EMAIL)]
+    assert len(tokens) == 3
+    answers = [
+        (await api.gql(TOKEN_INFO, {"token": t}))["data"]["tokenInfo"]["valid"] for t in tokens
+    ]
+    assert answers == [False, False, True]

@@ -328,7 +328,8 @@ async def test_each_link_is_distinct_and_only_the_newest_works(
     for _ in range(2):
         result = await api.gql(SEND, {"ids": ids, "confirm": False}, staff.token)
         assert all(r["userErrors"] == [] for r in result["data"]["sendInvitation"]["results"])
-    await api.deliver()
+        # delivered per round: parallel SMTP connections do not keep arrival order
+        await api.deliver()
     tokens = {
         n: [token_from(m) for m in mailbox.to(f"avery.quinn{n}@example.com")] for n in (1, 2, 3)
     }
