@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -154,3 +154,33 @@ def too_many(count: int, limit: int, field_name: str = "patientIds") -> Problem 
             ErrorCode.INVALID_INPUT, f"at most {limit} patients per request", (field_name,)
         )
     return None
+
+
+async def start(
+    practice_id: int,
+    request: BulkRequest,
+    settings: Any,
+    *,
+    idempotency: Idempotency | None,
+    from_json: Callable[[dict[str, Any]], Any],
+) -> tuple[list[str], BulkOutcome | None]:
+    """The shared opening of every bulk action: the earlier answer when the idempotency
+    key was seen (or misused), else the ids the request names (or why it names none).
+    Returns (ids, None) to go on, or ([], outcome) to answer at once."""
+    if idempotency:
+        if problem := idempotency.problem():
+            return [], BulkOutcome(problems=[problem])
+        stored, problem = await idempotency.stored()
+        if problem:
+            return [], BulkOutcome(problems=[problem])
+        if stored is not None:
+            return [], BulkOutcome(results=[from_json(r) for r in stored])
+    raw_ids, problems = await requested_ids(
+        practice_id,
+        request,
+        limit=settings.max_bulk_ids,
+        temporary_password_ttl=timedelta(days=settings.temporary_password_ttl_days),
+    )
+    if problems:
+        return [], BulkOutcome(problems=problems)
+    return raw_ids, None

@@ -27,9 +27,7 @@ class Idempotency:
     fingerprint: str
 
     @classmethod
-    def of(
-        cls, practice_id: int, operation: str, key: str, request: dict[str, Any]
-    ) -> Idempotency:
+    def of(cls, practice_id: int, operation: str, key: str, request: dict[str, Any]) -> Idempotency:
         digest = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode())
         return cls(practice_id, operation, key, digest.hexdigest())
 

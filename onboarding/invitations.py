@@ -23,8 +23,8 @@ from onboarding.bulk import (
     BulkRequest,
     RowResult,
     idempotency_for,
-    requested_ids,
     resolve_patients,
+    start,
 )
 from onboarding.errors import ErrorCode, Problem
 from onboarding.links import IssuedLink, issue_links
@@ -114,22 +114,15 @@ async def send_invitations(
     idempotency = idempotency_for(
         actor.practice_id, "sendInvitation", request, confirm=confirm_shared_email
     )
-    if idempotency:
-        if problem := idempotency.problem():
-            return BulkOutcome(problems=[problem])
-        stored, problem = await idempotency.stored()
-        if problem:
-            return BulkOutcome(problems=[problem])
-        if stored is not None:
-            return BulkOutcome(results=[InvitationResult.from_json(r) for r in stored])
-    raw_ids, problems = await requested_ids(
+    raw_ids, answer = await start(
         actor.practice_id,
         request,
-        limit=settings.max_bulk_ids,
-        temporary_password_ttl=timedelta(days=settings.temporary_password_ttl_days),
+        settings,
+        idempotency=idempotency,
+        from_json=InvitationResult.from_json,
     )
-    if problems:
-        return BulkOutcome(problems=problems)
+    if answer:
+        return answer
     base, patients = await resolve_patients(actor.practice_id, raw_ids)
     results = [InvitationResult(r.requested_id, r.patient_id, r.problems) for r in base]
     shared = await shared_address_counts(

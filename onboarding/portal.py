@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
@@ -17,8 +16,8 @@ from onboarding.bulk import (
     BulkRequest,
     RowResult,
     idempotency_for,
-    requested_ids,
     resolve_patients,
+    start,
 )
 from onboarding.errors import ErrorCode, Problem
 from onboarding.links import revoke_links
@@ -28,22 +27,11 @@ from onboarding.sessions import revoke_sessions
 async def enable_portal(actor: Actor, request: BulkRequest, settings: Settings) -> BulkOutcome:
     assert actor.practice_id is not None
     idempotency = idempotency_for(actor.practice_id, "enablePortal", request)
-    if idempotency:
-        if problem := idempotency.problem():
-            return BulkOutcome(problems=[problem])
-        stored, problem = await idempotency.stored()
-        if problem:
-            return BulkOutcome(problems=[problem])
-        if stored is not None:
-            return BulkOutcome(results=[RowResult.from_json(r) for r in stored])
-    raw_ids, problems = await requested_ids(
-        actor.practice_id,
-        request,
-        limit=settings.max_bulk_ids,
-        temporary_password_ttl=timedelta(days=settings.temporary_password_ttl_days),
+    raw_ids, answer = await start(
+        actor.practice_id, request, settings, idempotency=idempotency, from_json=RowResult.from_json
     )
-    if problems:
-        return BulkOutcome(problems=problems)
+    if answer:
+        return answer
     results, patients = await resolve_patients(actor.practice_id, raw_ids)
     to_enable: list[int] = []
     for index, result in enumerate(results):

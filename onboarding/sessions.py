@@ -55,9 +55,7 @@ async def logout(actor: Actor, session: PatientSession, *, everywhere: bool) -> 
         if everywhere:
             await revoke_sessions([patient.id])
         else:
-            await PatientSession.filter(id=session.id, revoked_at=None).update(
-                revoked_at=utcnow()
-            )
+            await PatientSession.filter(id=session.id, revoked_at=None).update(revoked_at=utcnow())
         await audit.record(
             actor,
             "logout",
