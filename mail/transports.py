@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate, make_msgid, parseaddr
 from enum import Enum
 from pathlib import Path
 from typing import Protocol
@@ -93,6 +93,7 @@ class SmtpTransport:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.envelope_from = parseaddr(settings.mail_from)[1] or settings.mail_from
 
     def _client(self) -> aiosmtplib.SMTP:
         s = self.settings
@@ -129,11 +130,12 @@ class SmtpTransport:
         return results
 
     async def _send_one(self, client: aiosmtplib.SMTP, item: Outgoing) -> Result:
-        message = build_message(self.settings.mail_from, item)
+        # Serialised once here; send_message would flatten the message a second time.
+        data = build_message(self.settings.mail_from, item).as_bytes()
         try:
             if not client.is_connected:
                 await client.connect()
-            errors, reply = await client.send_message(message)
+            errors, reply = await client.sendmail(self.envelope_from, [item.to_addr], data)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             permanent = all(code >= 500 for code in codes)
