@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 log = structlog.get_logger("http")
 
 SECURITY_HEADERS = [
-    # Every answer can hold health data or a credential: never cached (SECURITY RESP-1).
+    # Every answer can hold health data or a credential: never cached (SECURITY SESS-1, TOK-9).
     (b"cache-control", b"no-store"),
     (b"pragma", b"no-cache"),
     (b"referrer-policy", b"no-referrer"),

@@ -167,7 +167,6 @@ class Query:
     @strawberry.field(description="Is this emailed link usable? (patient app, anonymous)")
     async def token_info(self, info: Info, token: str) -> TokenInfo:
         ctx = info.context
-        info.context.response.headers["Cache-Control"] = "no-store"
         if not await ctx.services.limiter.allow("token", f"ip:{ctx.client_addr}"):
             return TokenInfo(
                 valid=False,

@@ -21,7 +21,7 @@ class PortalStatus(Enum):
 
 
 def status_sql(now_param: str, temp_cutoff_param: str) -> str:
-    """The same rule as a SQL CASE over ``p`` (patient), ``a`` (portal_account, left
+    """The status rule as a SQL CASE over ``p`` (patient), ``a`` (portal_account, left
     joined) and ``l`` (the patient's newest link_token, left joined). The parameters are
     placeholders for ``now`` and ``now - temporary password lifetime``."""
     # A staff-set password unused past its lifetime falls back to the steps below (SPEC 7.6).

@@ -26,7 +26,6 @@ class ChangePasswordPayload:
 @strawberry.mutation(description="Change the password of the logged-in patient (session bearer).")
 async def change_password(info: Info, input: ChangePasswordInput) -> ChangePasswordPayload:
     ctx = info.context
-    ctx.response.headers["Cache-Control"] = "no-store"
     if ctx.session is None:
         raise Unauthenticated("A valid patient session is required.")
     account_key = f"session-account:{ctx.session.account.id}"

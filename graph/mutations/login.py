@@ -28,7 +28,6 @@ class LoginPayload:
 @strawberry.mutation(description="Patient login (anonymous).")
 async def login(info: Info, input: LoginInput) -> LoginPayload:
     ctx = info.context
-    ctx.response.headers["Cache-Control"] = "no-store"
     keys = [f"ip:{ctx.client_addr}", f"user:{input.username.strip().casefold()[:64]}"]
     if not await ctx.services.limiter.allow("login", *keys):
         return LoginPayload(

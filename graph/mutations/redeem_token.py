@@ -38,7 +38,6 @@ class RedeemTokenPayload:
 )
 async def redeem_token(info: Info, input: RedeemTokenInput) -> RedeemTokenPayload:
     ctx = info.context
-    ctx.response.headers["Cache-Control"] = "no-store"
     if not await ctx.services.limiter.allow("token", f"ip:{ctx.client_addr}"):
         return RedeemTokenPayload(
             account=None,

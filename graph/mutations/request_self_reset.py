@@ -10,7 +10,6 @@ from onboarding.self_service import process_self_reset
 @strawberry.mutation(description="Set up or reset portal access from the login screen (anonymous).")
 async def request_self_reset(info: Info, input: IdentityInput) -> SelfServicePayload:
     ctx = info.context
-    ctx.response.headers["Cache-Control"] = "no-store"
     claim = input.claim()
     allowed = await within_budget(info, claim)
     # The answer is decided here, before any lookup: the work runs after the response

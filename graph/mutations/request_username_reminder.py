@@ -12,7 +12,6 @@ from onboarding.self_service import process_username_reminder
 )
 async def request_username_reminder(info: Info, input: IdentityInput) -> SelfServicePayload:
     ctx = info.context
-    ctx.response.headers["Cache-Control"] = "no-store"
     claim = input.claim()
     allowed = await within_budget(info, claim)
     if claim is not None and allowed:

@@ -31,7 +31,6 @@ class SetCredentialsPayload:
 async def set_credentials(info: Info, input: SetCredentialsInput) -> SetCredentialsPayload:
     ctx = info.context
     ctx.require_staff()
-    ctx.response.headers["Cache-Control"] = "no-store"
     pid = parse_id(input.patient_id)
     if pid is None:
         return SetCredentialsPayload(
