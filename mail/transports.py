@@ -9,8 +9,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid, parseaddr
+from email.utils import parseaddr
 from enum import Enum
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +18,7 @@ import aiosmtplib
 import anyio
 
 from core.settings import Settings
+from mail.mime import message_bytes
 
 
 class Outcome(Enum):
@@ -41,17 +41,10 @@ class Outgoing:
     html: str
 
 
-def build_message(sender: str, item: Outgoing) -> EmailMessage:
-    msg = EmailMessage()  # refuses CR/LF in header values: no header injection
-    msg["From"] = sender
-    msg["To"] = item.to_addr
-    msg["Subject"] = item.subject
-    msg["Date"] = formatdate(usegmt=True)
-    msg["Message-ID"] = make_msgid(domain="portal.invalid")
-    msg["Auto-Submitted"] = "auto-generated"
-    msg.set_content(item.text)
-    msg.add_alternative(item.html, subtype="html")
-    return msg
+def build_message(sender: str, item: Outgoing) -> bytes:
+    return message_bytes(
+        sender=sender, to_addr=item.to_addr, subject=item.subject, text=item.text, html=item.html
+    )
 
 
 class Transport(Protocol):
@@ -69,7 +62,7 @@ class FileTransport:
         for item in items:
             # Sortable by time, unique, and free of characters some file systems refuse.
             name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex}.eml"
-            data = build_message(self.sender, item).as_bytes()
+            data = build_message(self.sender, item)
             await anyio.Path(self.directory / name).write_bytes(data)
             results.append(Result(Outcome.SENT, "written"))
         return results
@@ -83,7 +76,7 @@ class ConsoleTransport:
 
     async def send(self, items: Sequence[Outgoing]) -> list[Result]:
         for item in items:
-            sys.stdout.write(build_message(self.sender, item).as_string() + "\n")
+            sys.stdout.write(build_message(self.sender, item).decode() + "\n")
         sys.stdout.flush()
         return [Result(Outcome.SENT, "printed") for _ in items]
 
@@ -130,8 +123,7 @@ class SmtpTransport:
         return results
 
     async def _send_one(self, client: aiosmtplib.SMTP, item: Outgoing) -> Result:
-        # Serialised once here; send_message would flatten the message a second time.
-        data = build_message(self.settings.mail_from, item).as_bytes()
+        data = build_message(self.settings.mail_from, item)
         try:
             if not client.is_connected:
                 await client.connect()
