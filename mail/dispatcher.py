@@ -19,6 +19,7 @@ from tortoise.transactions import in_transaction
 
 from core.clock import utcnow
 from core.settings import Settings
+from mail import compose
 from mail.transports import Outcome, Outgoing, Result, Transport, transport_for
 from models import DeliveryStatus, LinkToken, OutboxMessage, OutboxStatus, RevokeReason
 
@@ -37,6 +38,11 @@ class DispatchStats:
     @property
     def handled(self) -> int:
         return self.sent + self.retried + self.failed
+
+
+def _outgoing(row: OutboxMessage) -> Outgoing:
+    rendered = compose.render(row.kind, row.params)
+    return Outgoing(row.to_addr, rendered.subject, rendered.text, rendered.html)
 
 
 class Dispatcher:
@@ -73,7 +79,7 @@ class Dispatcher:
         rows = await self._claim()
         if not rows:
             return stats
-        items = [Outgoing(r.to_addr, r.subject, r.body_text, r.body_html) for r in rows]
+        items = [_outgoing(r) for r in rows]
         # Several SMTP connections at once: one connection waits a round trip per
         # command, so a batch split over N connections leaves roughly N times faster.
         # A recipient's messages share a lane, so they still arrive in order.
@@ -111,14 +117,10 @@ class Dispatcher:
         stats.sent = len(sent)
         async with in_transaction():
             if sent:
-                # The body may hold a one-time link: once the message has left nothing
-                # needs it, so it does not stay in the database.
+                # The variables may hold a one-time link: once the message has left
+                # nothing needs it, so it does not stay in the database.
                 await OutboxMessage.filter(id__in=[r.id for r in sent]).update(
-                    status=OutboxStatus.SENT,
-                    sent_at=now,
-                    body_text="",
-                    body_html="",
-                    last_error=None,
+                    status=OutboxStatus.SENT, sent_at=now, params={}, last_error=None
                 )
                 link_ids = [r.link_id for r in sent if r.link_id is not None]
                 if link_ids:
@@ -144,8 +146,7 @@ class Dispatcher:
                     status=OutboxStatus.FAILED,
                     attempts=attempts,
                     last_error=result.detail,
-                    body_text="",
-                    body_html="",
+                    params={},
                 )
                 if row.link_id is not None:
                     await self._link_undeliverable(row.link_id, result.detail)

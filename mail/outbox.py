@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from dataclasses import astuple, dataclass, field
 from datetime import datetime
 
+import orjson
+
 from core.clock import utcnow
-from mail.compose import Rendered
+from mail.compose import Draft
 from models import OutboxMessage, OutboxStatus
 from models.bulk import insert_rows
 
@@ -22,9 +24,7 @@ class Queued:
     link_id: int | None
     kind: str
     to_addr: str
-    subject: str
-    body_text: str
-    body_html: str
+    params: str  # the draft's template variables as JSON
     status: str = OutboxStatus.PENDING.value
     attempts: int = 0
     next_attempt_at: datetime = field(default_factory=utcnow)
@@ -37,9 +37,7 @@ COLUMNS = (
     ("link_id", "int"),
     ("kind", "text"),
     ("to_addr", "text"),
-    ("subject", "text"),
-    ("body_text", "text"),
-    ("body_html", "text"),
+    ("params", "jsonb"),
     ("status", "text"),
     ("attempts", "int"),
     ("next_attempt_at", "timestamptz"),
@@ -52,20 +50,17 @@ def message(
     *,
     practice_id: int,
     patient_id: int | None,
-    kind: str,
     to_addr: str,
-    rendered: Rendered,
+    draft: Draft,
     link_id: int | None = None,
 ) -> Queued:
     return Queued(
         practice_id=practice_id,
         patient_id=patient_id,
         link_id=link_id,
-        kind=kind,
+        kind=draft.kind,
         to_addr=to_addr,
-        subject=rendered.subject,
-        body_text=rendered.text,
-        body_html=rendered.html,
+        params=orjson.dumps(draft.params).decode(),
     )
 
 

@@ -12,8 +12,9 @@ class OutboxStatus(StrEnum):
 
 class OutboxMessage(Model):
     """A message written in the same transaction as the change that caused it and sent
-    by the dispatcher after commit. The body can hold a one-time link, so it is
-    scrubbed once the message is sent or has failed for good."""
+    by the dispatcher after commit. It keeps the template variables, rendered at send
+    time. They can hold a one-time link, so they are scrubbed once the message is sent
+    or has failed for good."""
 
     # Foreign key columns, declared for type checkers.
     practice_id: int
@@ -29,9 +30,7 @@ class OutboxMessage(Model):
     )
     kind = fields.CharField(max_length=32)
     to_addr = fields.CharField(max_length=254)
-    subject = fields.CharField(max_length=200)
-    body_text = fields.TextField()
-    body_html = fields.TextField()
+    params: dict = fields.JSONField(default=dict, db_default="{}")  # type: ignore[assignment]
     status = fields.CharEnumField(OutboxStatus, max_length=8, default=OutboxStatus.PENDING)
     attempts = fields.IntField(default=0)
     next_attempt_at = fields.DatetimeField()

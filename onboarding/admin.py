@@ -9,7 +9,7 @@ from onboarding.validation import check_text
 STAFF_PREFIX = "stf_"
 
 
-# The name goes into every subject line; the subject column holds 200 characters.
+# The name goes into every subject line, which mail clients cut off when it is long.
 MAX_PRACTICE_NAME = 120
 
 

@@ -118,7 +118,7 @@ async def notify_password_changed(patient: Patient, practice_name: str, *, by_st
     in the same transaction (SPEC 7.7, SECURITY NOTIF-1)."""
     if not patient.email:
         return
-    rendered = compose.password_changed(
+    draft = compose.password_changed(
         practice_name=practice_name,
         first_name=patient.first_name,
         by_staff=by_staff,
@@ -129,9 +129,8 @@ async def notify_password_changed(patient: Patient, practice_name: str, *, by_st
             outbox.message(
                 practice_id=patient.practice_id,  # type: ignore[attr-defined]
                 patient_id=patient.id,
-                kind="password_changed",
                 to_addr=patient.email,
-                rendered=rendered,
+                draft=draft,
             )
         ]
     )

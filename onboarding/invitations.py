@@ -203,8 +203,8 @@ def invitation_message(
     *,
     reset: bool,
     self_service: bool,
-):  # type: ignore[no-untyped-def]
-    rendered = compose.invitation(
+) -> outbox.Queued:
+    draft = compose.invitation(
         practice_name=practice.name,
         first_name=patient.first_name,
         link=compose.link_url(settings.link_base_url, link.token),
@@ -215,8 +215,7 @@ def invitation_message(
     return outbox.message(
         practice_id=practice.id,
         patient_id=patient.id,
-        kind="self_service" if self_service else "invitation",
         to_addr=link.sent_to,
-        rendered=rendered,
+        draft=draft,
         link_id=link.link_id,
     )

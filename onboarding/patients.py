@@ -164,7 +164,7 @@ async def _notify_email_changed(patient: Patient, old_email: str) -> None:
     recovery address was swapped learns of it (SECURITY NOTIF-1). Inside the caller's
     transaction; the message never names the new address."""
     practice = await Practice.get(id=patient.practice_id)
-    rendered = compose.email_changed(
+    draft = compose.email_changed(
         practice_name=practice.name, first_name=patient.first_name, when=utcnow()
     )
     await outbox.enqueue(
@@ -172,9 +172,8 @@ async def _notify_email_changed(patient: Patient, old_email: str) -> None:
             outbox.message(
                 practice_id=practice.id,
                 patient_id=patient.id,
-                kind="email_changed",
                 to_addr=old_email,
-                rendered=rendered,
+                draft=draft,
             )
         ]
     )

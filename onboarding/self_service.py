@@ -146,7 +146,7 @@ async def process_username_reminder(actor: Actor, claim: IdentityClaim, settings
         if account is None:
             continue
         practice = await Practice.get(id=patient.practice_id)  # type: ignore[attr-defined]
-        rendered = compose.username_reminder(
+        draft = compose.username_reminder(
             practice_name=practice.name,
             first_name=patient.first_name,
             username=account.username,
@@ -163,9 +163,8 @@ async def process_username_reminder(actor: Actor, claim: IdentityClaim, settings
                         outbox.message(
                             practice_id=practice.id,
                             patient_id=patient.id,
-                            kind="username_reminder",
                             to_addr=patient.email or "",
-                            rendered=rendered,
+                            draft=draft,
                         )
                     ]
                 )
