@@ -19,11 +19,14 @@ class AuditEvent(Model):
     practice_id: int | None
     patient_id: int | None
     id = fields.IntField(primary_key=True)
+    # No database constraint: a record of what happened must keep naming the practice
+    # and patient whatever becomes of their rows (a constraint would null or delete the
+    # id), and a bulk action writing 10,000 events pays no per-row key check.
     practice = fields.ForeignKeyField(
-        "models.Practice", related_name=False, null=True, on_delete=fields.SET_NULL
+        "models.Practice", related_name=False, null=True, db_constraint=False
     )
     patient = fields.ForeignKeyField(
-        "models.Patient", related_name=False, null=True, on_delete=fields.SET_NULL
+        "models.Patient", related_name=False, null=True, db_constraint=False
     )
     actor_type = fields.CharEnumField(ActorType, max_length=10)
     actor_id = fields.IntField(null=True)

@@ -2,7 +2,7 @@
 
 A token is 256 bits from ``secrets``; only its SHA-256 digest is stored. Single use is
 decided by a conditional UPDATE whose row count is 1 for exactly one redeemer, on
-SQLite and PostgreSQL alike (``select_for_update`` is a no-op on SQLite).
+SQLite and PostgreSQL alike.
 """
 
 from __future__ import annotations
@@ -11,11 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from tortoise import connections
+
 from core.clock import utcnow
 from core.secrets import digest, new_token
 from models import DeliveryStatus, LinkPurpose, LinkToken, Patient, RevokeReason
-from models.bulk import insert_rows, set_column
+from models.bulk import id_list, id_list_value, insert_rows, lock_rows, set_column
 from onboarding.errors import ErrorCode
+from onboarding.sql import Params
 
 
 @dataclass(frozen=True)
@@ -47,12 +50,22 @@ LINK_COLUMNS = (
 async def revoke_links(
     patient_ids: Sequence[int], reason: RevokeReason, *, except_link_id: int | None = None
 ) -> int:
+    """Revoke every outstanding link of these patients (one statement, one parameter for
+    the ids: a bulk invitation revokes for 10,000 patients)."""
     if not patient_ids:
         return 0
-    query = LinkToken.filter(patient_id__in=list(patient_ids), used_at=None, revoked_at=None)
+    conn = connections.get("default")
+    params = Params(conn.capabilities.dialect)
+    now, why = params(utcnow()), params(reason.value)
+    ids = id_list(params.dialect, "patient_id", params(id_list_value(params.dialect, patient_ids)))
+    sql = (
+        f"UPDATE link_token SET revoked_at = {now}, revoke_reason = {why}"
+        f" WHERE {ids} AND used_at IS NULL AND revoked_at IS NULL"
+    )
     if except_link_id is not None:
-        query = query.exclude(id=except_link_id)
-    return await query.update(revoked_at=utcnow(), revoke_reason=reason)
+        sql += f" AND id <> {params(except_link_id)}"
+    changed, _ = await conn.execute_query(sql, params.values)
+    return changed
 
 
 async def issue_links(
@@ -73,15 +86,11 @@ async def issue_links(
     # Lock the charts (in id order, so overlapping batches cannot deadlock): a second
     # issue for the same patient (a double click) waits for this one to commit and then
     # revokes its link, instead of both revoking nothing and leaving two usable links.
-    await (
-        # (models, not values_list: Tortoise drops FOR UPDATE from values queries)
-        Patient.filter(id__in=patient_ids).order_by("id").select_for_update().only("id")
-    )
+    await lock_rows("patient", patient_ids)
     await revoke_links(patient_ids, RevokeReason.SUPERSEDED)
     tokens = {pid: new_token() for pid in patient_ids}
     digests = {pid: digest(tokens[pid]) for pid in patient_ids}
-    # Plain multi-row INSERTs: a bulk invitation issues 10,000 links at once.
-    await insert_rows(
+    inserted = await insert_rows(
         LinkToken._meta.db_table,
         LINK_COLUMNS,
         [
@@ -100,15 +109,19 @@ async def issue_links(
             )
             for pid, address in patients
         ],
+        returning="id, digest",
     )
-    ids: dict[str, int] = {}
-    wanted = list(digests.values())
-    for start in range(0, len(wanted), 1000):
-        chunk = wanted[start : start + 1000]
-        for link_id, link_digest in await LinkToken.filter(digest__in=chunk).values_list(
-            "id", "digest"
-        ):
-            ids[link_digest] = link_id
+    if inserted is not None:
+        ids = {row["digest"]: row["id"] for row in inserted}
+    else:  # SQLite: read the new ids back by their unique digests
+        ids = {}
+        wanted = list(digests.values())
+        for start in range(0, len(wanted), 1000):
+            chunk = wanted[start : start + 1000]
+            for link_id, link_digest in await LinkToken.filter(digest__in=chunk).values_list(
+                "id", "digest"
+            ):
+                ids[link_digest] = link_id
     # The link just issued is each patient's newest: older ones were revoked above.
     await set_column(
         "patient", "last_link_id", "int", {pid: ids[digests[pid]] for pid in patient_ids}
