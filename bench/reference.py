@@ -41,15 +41,15 @@ STATUSES = (
     "ACTIVE",
 )
 
+# The status reads the copies of the account's and newest link's state that triggers keep
+# on patient (migration 0006), as the service does.
 STATUS_SQL = """CASE
  WHEN NOT p.portal_enabled THEN 'DISABLED'
- WHEN a.last_login_at IS NOT NULL OR a.password_origin = 'patient' THEN 'ACTIVE'
- WHEN a.password_origin = 'staff' AND a.password_set_at > {cutoff}
-      THEN 'CREDENTIALS_ISSUED'
+ WHEN p.account_active THEN 'ACTIVE'
+ WHEN p.staff_password_set_at > {cutoff} THEN 'CREDENTIALS_ISSUED'
  WHEN p.email IS NULL THEN 'NO_EMAIL'
- WHEN l.id IS NOT NULL AND l.used_at IS NULL AND l.revoked_at IS NULL
-      AND l.expires_at > {now} THEN 'INVITED'
- WHEN l.id IS NOT NULL THEN 'INVITATION_EXPIRED'
+ WHEN p.link_open_until > {now} THEN 'INVITED'
+ WHEN p.last_link_id IS NOT NULL THEN 'INVITATION_EXPIRED'
  ELSE 'NOT_INVITED' END"""
 
 SELECT = """SELECT p.id, p.practice_id, p.chart_number, p.first_name, p.last_name,
@@ -65,9 +65,7 @@ FROM patient p
 LEFT JOIN portal_account a ON a.patient_id = p.id
 LEFT JOIN link_token l ON l.id = p.last_link_id"""
 
-FROM = """FROM patient p
-LEFT JOIN portal_account a ON a.patient_id = p.id
-LEFT JOIN link_token l ON l.id = p.last_link_id"""
+FROM = "FROM patient p"
 
 TEMP_TTL = dt.timedelta(days=int(os.environ.get("BENCH_REF_TEMP_TTL_DAYS", "7")))
 MAX_PAGE = 200

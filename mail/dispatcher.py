@@ -22,6 +22,7 @@ from core.settings import Settings
 from mail import compose
 from mail.transports import Outcome, Outgoing, Result, Transport, transport_for
 from models import DeliveryStatus, LinkToken, OutboxMessage, OutboxStatus, RevokeReason
+from models.bulk import lock_rows
 
 log = structlog.get_logger("mail.dispatcher")
 
@@ -115,6 +116,7 @@ class Dispatcher:
         now = utcnow()
         sent = [r for r, res in zip(rows, results, strict=True) if res.outcome is Outcome.SENT]
         stats.sent = len(sent)
+        undeliverable: list[tuple[int | None, int, str | None]] = []
         async with in_transaction():
             if sent:
                 # The variables may hold a one-time link: once the message has left
@@ -149,7 +151,14 @@ class Dispatcher:
                     params={},
                 )
                 if row.link_id is not None:
-                    await self._link_undeliverable(row.link_id, result.detail)
+                    undeliverable.append((row.patient_id, row.link_id, result.detail))
+        # Each in a transaction of its own that locks the patient first, as every change
+        # to a patient's links does (onboarding.links.lock_patient).
+        for patient_id, link_id, detail in undeliverable:
+            async with in_transaction():
+                if patient_id is not None:
+                    await lock_rows("patient", [patient_id])
+                await self._link_undeliverable(link_id, detail)
 
     async def _link_undeliverable(self, link_id: int, detail: str | None) -> None:
         await LinkToken.filter(id=link_id).update(

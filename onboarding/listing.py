@@ -92,9 +92,8 @@ FROM patient p
 LEFT JOIN portal_account a ON a.patient_id = p.id
 LEFT JOIN link_token l ON l.id = p.last_link_id"""
 
-_FROM = """FROM patient p
-LEFT JOIN portal_account a ON a.patient_id = p.id
-LEFT JOIN link_token l ON l.id = p.last_link_id"""
+# Counting and selecting ids need no join: the status reads patient columns only.
+_FROM = "FROM patient p"
 
 
 def encode_cursor(patient_id: int) -> str:

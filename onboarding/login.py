@@ -21,7 +21,7 @@ from onboarding import audit
 from onboarding.actor import Actor
 from onboarding.credentials import notify_password_changed, store_password, weak_password
 from onboarding.errors import ErrorCode, Problem
-from onboarding.links import revoke_links
+from onboarding.links import lock_patient, revoke_links
 from onboarding.sessions import create_session, revoke_sessions
 
 INVALID = Problem(ErrorCode.INVALID_CREDENTIALS, "the username or password is not correct")
@@ -77,6 +77,7 @@ async def login(
         await _count_failure(actor, account, practice_id, settings, locked=not usable)
         return LoginResult(None, False, [INVALID])
     async with in_transaction():
+        await lock_patient(patient.id)
         updates: dict[str, object] = {
             "failed_logins": 0,
             "locked_until": None,
@@ -181,6 +182,7 @@ async def change_password(
     password_hash = await hasher.hash(new_password)
     practice = await Practice.get(id=patient.practice_id)
     async with in_transaction():
+        await lock_patient(patient.id)
         account = await store_password(
             patient=patient,
             account=account,

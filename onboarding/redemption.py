@@ -24,7 +24,7 @@ from onboarding.credentials import (
 )
 from onboarding.errors import ErrorCode, Problem, ProblemError
 from onboarding.invitations import shared_address_counts
-from onboarding.links import consume, find_link, revoke_links
+from onboarding.links import consume, find_link, lock_patient, revoke_links
 from onboarding.sessions import revoke_sessions
 
 RECENT_EMAIL_CHANGE = timedelta(days=30)
@@ -105,15 +105,17 @@ async def redeem_token(
 
     if await _dob_required(link, account, settings):
         if date_of_birth != patient.date_of_birth:
-            await LinkToken.filter(id=link.id).update(dob_failures=F("dob_failures") + 1)
-            # The count in the row decides, not the copy read earlier: concurrent wrong
-            # answers would otherwise each see one failure and never revoke the link.
-            await LinkToken.filter(
-                id=link.id,
-                used_at=None,
-                revoked_at=None,
-                dob_failures__gte=settings.redeem_dob_max_failures,
-            ).update(revoked_at=utcnow(), revoke_reason=RevokeReason.TOO_MANY_ATTEMPTS)
+            async with in_transaction():
+                await lock_patient(patient.id)
+                await LinkToken.filter(id=link.id).update(dob_failures=F("dob_failures") + 1)
+                # The count in the row decides, not the copy read earlier: concurrent wrong
+                # answers would otherwise each see one failure and never revoke the link.
+                await LinkToken.filter(
+                    id=link.id,
+                    used_at=None,
+                    revoked_at=None,
+                    dob_failures__gte=settings.redeem_dob_max_failures,
+                ).update(revoked_at=utcnow(), revoke_reason=RevokeReason.TOO_MANY_ATTEMPTS)
             counted = await LinkToken.filter(id=link.id).values_list("dob_failures", flat=True)
             failures = counted[0]
             await audit.record(
@@ -161,6 +163,7 @@ async def redeem_token(
     practice = await Practice.get(id=patient.practice_id)  # type: ignore[attr-defined]
     try:
         async with in_transaction():
+            await lock_patient(patient.id)
             if not await consume(link.id):
                 # Lost the race, or the link expired while the password was hashed.
                 fresh = await LinkToken.get(id=link.id)

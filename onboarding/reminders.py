@@ -26,7 +26,7 @@ from models import (
 from onboarding import audit
 from onboarding.actor import Actor
 from onboarding.invitations import invitation_message
-from onboarding.links import issue_links
+from onboarding.links import issue_links, lock_patient
 
 log = structlog.get_logger("onboarding.reminders")
 SYSTEM = Actor(ActorType.SYSTEM, None, None, None, None)
@@ -58,6 +58,7 @@ async def send_due_reminders(settings: Settings, batch: int = 200) -> int:
             and patient.email_key == link.sent_to.casefold()
         )
         async with in_transaction():
+            await lock_patient(patient.id)
             claimed = await LinkToken.filter(
                 id=link.id, reminded_at=None, used_at=None, revoked_at=None
             ).update(reminded_at=now)

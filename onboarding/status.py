@@ -1,4 +1,5 @@
-"""PortalStatus, derived from the chart, the account and the newest link; never stored.
+"""PortalStatus, derived from the chart, the account and the newest link; never stored
+(it changes with time: a link or a staff-set password expires).
 
 The rule lives in one place, as SQL, because the Onboarding Tool filters and counts by
 status in the database; every read of a patient goes through the same expression.
@@ -21,18 +22,22 @@ class PortalStatus(Enum):
 
 
 def status_sql(now_param: str, temp_cutoff_param: str) -> str:
-    """The status rule as a SQL CASE over ``p`` (patient), ``a`` (portal_account, left
-    joined) and ``l`` (the patient's newest link_token, left joined). The parameters are
-    placeholders for ``now`` and ``now - temporary password lifetime``."""
+    """The status rule as a SQL CASE over ``p`` (patient) alone. The parameters are
+    placeholders for ``now`` and ``now - temporary password lifetime``.
+
+    It reads the copies of the account's and the newest link's state that triggers keep
+    on ``patient`` (migration 0006): counting a practice's 22,000 patients by status
+    then reads ``patient`` only, instead of joining every account and link.
+    ``account_active`` means the owner chose the password or has logged in;
+    ``staff_password_set_at`` is set while the password is a staff-set one;
+    ``link_open_until`` is the newest link's expiry while it is unused and unrevoked."""
     # A staff-set password unused past its lifetime falls back to the steps below (SPEC 7.6).
     # Only the newest link matters: issuing a link revokes the older ones.
     return f"""CASE
  WHEN NOT p.portal_enabled THEN 'DISABLED'
- WHEN a.last_login_at IS NOT NULL OR a.password_origin = 'patient' THEN 'ACTIVE'
- WHEN a.password_origin = 'staff' AND a.password_set_at > {temp_cutoff_param}
-      THEN 'CREDENTIALS_ISSUED'
+ WHEN p.account_active THEN 'ACTIVE'
+ WHEN p.staff_password_set_at > {temp_cutoff_param} THEN 'CREDENTIALS_ISSUED'
  WHEN p.email IS NULL THEN 'NO_EMAIL'
- WHEN l.id IS NOT NULL AND l.used_at IS NULL AND l.revoked_at IS NULL
-      AND l.expires_at > {now_param} THEN 'INVITED'
- WHEN l.id IS NOT NULL THEN 'INVITATION_EXPIRED'
+ WHEN p.link_open_until > {now_param} THEN 'INVITED'
+ WHEN p.last_link_id IS NOT NULL THEN 'INVITATION_EXPIRED'
  ELSE 'NOT_INVITED' END"""
