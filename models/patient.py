@@ -20,6 +20,12 @@ class Patient(Model):
     ``last_name_key``/``first_name_key``/``email_key`` are lower-cased copies kept by
     :func:`models.patient.normalise_keys` so the Onboarding Tool can sort, search and
     count shared addresses with plain indexes on SQLite and PostgreSQL alike.
+
+    The table also has three database-only columns, deliberately not fields here:
+    ``account_active``, ``staff_password_set_at`` and ``link_open_until``, copies of the
+    account's and the newest link's state kept by triggers (migration 0006) and read by
+    the status rule in ``onboarding/status.py``. Any transaction that changes a
+    patient's account or links locks this row first (``onboarding.links.lock_patient``).
     """
 
     # Foreign key columns, declared for type checkers.
