@@ -47,7 +47,7 @@ STATUS_SQL = """CASE
  WHEN NOT p.portal_enabled THEN 'DISABLED'
  WHEN p.account_active THEN 'ACTIVE'
  WHEN p.staff_password_set_at > {cutoff} THEN 'CREDENTIALS_ISSUED'
- WHEN p.email IS NULL THEN 'NO_EMAIL'
+ WHEN p.email_key IS NULL THEN 'NO_EMAIL'
  WHEN p.link_open_until > {now} THEN 'INVITED'
  WHEN p.last_link_id IS NOT NULL THEN 'INVITATION_EXPIRED'
  ELSE 'NOT_INVITED' END"""
@@ -66,6 +66,11 @@ LEFT JOIN portal_account a ON a.patient_id = p.id
 LEFT JOIN link_token l ON l.id = p.last_link_id"""
 
 FROM = "FROM patient p"
+
+SEARCH_TEXT = (
+    "(p.last_name_key || ' ' || p.first_name_key || ' ' || lower(p.chart_number)"
+    " || ' ' || coalesce(p.email_key, ''))"
+)
 
 TEMP_TTL = dt.timedelta(days=int(os.environ.get("BENCH_REF_TEMP_TTL_DAYS", "7")))
 MAX_PAGE = 200
@@ -126,6 +131,9 @@ def build_statements(
             where.append("p.email_key IS NULL")
         for term in (flt.get("search") or "").replace(",", " ").split():
             pattern = params(like_pattern(term.casefold()))
+            if not sqlite and len(term) >= 3:  # the trigram-indexed form, as the service
+                where.append(f"{SEARCH_TEXT} LIKE {pattern} ESCAPE '\\'")
+                continue
             columns = (
                 "p.last_name_key",
                 "p.first_name_key",

@@ -13,7 +13,8 @@ workflows, the benchmark's loader, a hand-written fix in psql) keeps them right.
 
 # ruff: noqa: S608 (SQL assembled from constants in this file only)
 from tortoise import migrations
-from tortoise.migrations import operations as ops
+
+from models.migration_ops import RunPerDialect
 
 COLUMNS = {
     "postgres": [
@@ -114,24 +115,6 @@ END $$""",
         " FROM link_token l WHERE l.id = NEW.last_link_id) WHERE id = NEW.id; END",
     ],
 }
-
-
-class RunPerDialect(ops.RunSQL):
-    """Raw SQL chosen by the database's dialect (triggers are written per dialect)."""
-
-    def __init__(self, statements: dict[str, list[str]]) -> None:
-        super().__init__(sql="")
-        self.statements = statements
-
-    async def database_forward(self, app_label, old_state, new_state, state_editor=None):  # type: ignore[no-untyped-def]
-        if state_editor is None:
-            return
-        client = state_editor.client
-        for statement in self.statements[client.capabilities.dialect]:
-            await client.execute_script(statement)
-
-    async def database_backward(self, app_label, old_state, new_state, state_editor=None):  # type: ignore[no-untyped-def]
-        raise NotImplementedError("0006 is not reversible")
 
 
 class Migration(migrations.Migration):

@@ -315,6 +315,10 @@ FILTERS: list[dict[str, Any] | None] = [
     {"search": "ångström"},
     {"search": "%"},
     {"search": "_"},
+    # two characters (no trigram index), wildcards on the indexed path
+    {"search": "mi"},
+    {"search": "th%"},
+    {"search": "a_r"},
     {"search": "nobody-matches-this"},
 ]
 
