@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # argon2id hashes at once: half the cores, so hashing under a login storm always
     # leaves CPU for reads (SECURITY HASH-5).
     hash_concurrency: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2), ge=1)
+    # How much lower than the server's own threads the hashing threads run (Linux nice
+    # steps; 0 = same priority).
+    hash_nice: int = Field(default=10, ge=0, le=19)
 
     # Rate limits in the `limits` library's notation, applied per client address and per
     # account/email (SECURITY GQL-9, TOK-7).

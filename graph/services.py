@@ -24,7 +24,7 @@ class Services:
     def build(cls, settings: Settings, transport: Transport | None = None) -> Services:
         return cls(
             settings=settings,
-            hasher=Hasher(concurrency=settings.hash_concurrency),
+            hasher=Hasher(concurrency=settings.hash_concurrency, nice=settings.hash_nice),
             limiter=RateLimiter(settings),
             dispatcher=Dispatcher(settings, transport),
         )

@@ -364,3 +364,23 @@ async def test_concurrent_hashing_is_bounded(
     assert 1 <= peak <= limit
     assert threads and all(name.startswith("argon2") for name in threads)
     assert threading.main_thread().name not in threads
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "setpriority"), reason="no per-thread nice")
+async def test_hashing_threads_run_below_the_server() -> None:
+    """HASH-5: the argon2 threads run PORTAL_HASH_NICE steps below the event loop's
+    thread, so page reads win the CPU when hashing and reads compete for it."""
+    import os
+
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    hasher = core.passwords.Hasher(concurrency=1, nice=settings.hash_nice)
+    try:
+        loop = asyncio.get_running_loop()
+        worker = await loop.run_in_executor(
+            hasher._pool, lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        )
+    finally:
+        hasher.close()
+    main = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert settings.hash_nice == 10
+    assert worker == min(19, main + 10)
