@@ -57,11 +57,11 @@ async def lock_patient(patient_id: int) -> None:
 
 async def revoke_links(
     patient_ids: Sequence[int], reason: RevokeReason, *, keep: Sequence[int] = ()
-) -> int:
+) -> None:
     """Revoke every outstanding link of these patients but those in ``keep`` (one
     statement, one parameter for the ids: a bulk invitation revokes for 10,000)."""
     if not patient_ids:
-        return 0
+        return
     conn = connections.get("default")
     params = Params(conn.capabilities.dialect)
     dialect = params.dialect
@@ -73,8 +73,7 @@ async def revoke_links(
     )
     if keep:
         sql += f" AND NOT ({id_list(dialect, 'id', params(id_list_value(dialect, keep)))})"
-    changed, _ = await conn.execute_query(sql, params.values)
-    return changed
+    await conn.execute_query(sql, params.values)
 
 
 async def issue_links(
