@@ -61,7 +61,7 @@ SELECT = """SELECT p.id, p.practice_id, p.chart_number, p.first_name, p.last_nam
    WHERE q.practice_id = p.practice_id AND q.email_key = p.email_key AND q.id <> p.id)
  END AS shared,
  {status} AS status
-FROM patient p
+FROM {source}
 LEFT JOIN portal_account a ON a.patient_id = p.id
 LEFT JOIN link_token l ON l.id = p.last_link_id"""
 
@@ -166,12 +166,15 @@ def build_statements(
                 f" AND c.practice_id = {params(practice_id)})"
             )
         limit = params(first + 1)
-        sql = (
-            SELECT.format(status=status)
-            + " WHERE "
-            + " AND ".join(where)
-            + f" ORDER BY p.last_name_key, p.first_name_key, p.id LIMIT {limit}"
+        indexed_search = not sqlite and any(
+            len(t) >= 3 for t in (flt.get("search") or "").replace(",", " ").split()
         )
+        if indexed_search:  # the trigram matches, then sorted, as the service
+            source = f"(SELECT * FROM patient p WHERE {' AND '.join(where)} OFFSET 0) p"
+            sql = SELECT.format(status=status, source=source)
+        else:
+            sql = SELECT.format(status=status, source="patient p") + " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY p.last_name_key, p.first_name_key, p.id LIMIT {limit}"
         page = (sql, params.values)
     return page, counts, statuses
 

@@ -76,6 +76,7 @@ class Page:
 class _Query:
     params: Params
     where: list[str] = field(default_factory=list)
+    indexed_search: bool = False
 
 
 _SELECT = """SELECT p.id, p.practice_id, p.chart_number, p.first_name, p.last_name,
@@ -88,7 +89,7 @@ _SELECT = """SELECT p.id, p.practice_id, p.chart_number, p.first_name, p.last_na
    WHERE q.practice_id = p.practice_id AND q.email_key = p.email_key AND q.id <> p.id)
  END AS shared,
  {status} AS status
-FROM patient p
+FROM {source}
 LEFT JOIN portal_account a ON a.patient_id = p.id
 LEFT JOIN link_token l ON l.id = p.last_link_id"""
 
@@ -154,6 +155,7 @@ class PatientReader:
             if self.dialect == "postgres" and len(term) >= 3:
                 # The trigram index of migration 0007 answers this form.
                 q.where.append(f"{SEARCH_TEXT} LIKE {pattern} ESCAPE '\\'")
+                q.indexed_search = True
                 continue
             matches = " OR ".join(f"{c} LIKE {pattern} ESCAPE '\\'" for c in SEARCH_COLUMNS)
             q.where.append(f"({matches})")
@@ -168,7 +170,7 @@ class PatientReader:
         q, status = self._query()
         placeholders = ", ".join(q.params(i) for i in ids)
         q.where.append(f"p.id IN ({placeholders})")
-        sql = _SELECT.format(status=status) + " WHERE " + " AND ".join(q.where)
+        sql = _SELECT.format(status=status, source="patient p") + " WHERE " + " AND ".join(q.where)
         rows = await self.conn.execute_query_dict(sql, q.params.values)
         return {r.id: r for r in map(self._row, rows)}
 
@@ -210,12 +212,17 @@ class PatientReader:
                 f" AND c.practice_id = {q.params(self.practice_id)})"
             )
         limit = q.params(first + 1)
-        sql = (
-            _SELECT.format(status=status)
-            + " WHERE "
-            + " AND ".join(q.where)
-            + f" ORDER BY p.last_name_key, p.first_name_key, p.id LIMIT {limit}"
-        )
+        where = " AND ".join(q.where)
+        if q.indexed_search:
+            # Matches come from the trigram index, then are sorted. Left alone, the planner
+            # walks the name index and tests every patient until it has a page: 11-16 ms
+            # instead of 3 ms for a term with 200 matches among 22,000 patients. OFFSET 0
+            # makes the filtered set a subquery planned on its own.
+            source = f"(SELECT * FROM patient p WHERE {where} OFFSET 0) p"
+            sql = _SELECT.format(status=status, source=source)
+        else:
+            sql = _SELECT.format(status=status, source="patient p") + " WHERE " + where
+        sql += f" ORDER BY p.last_name_key, p.first_name_key, p.id LIMIT {limit}"
         rows = [self._row(r) for r in await self.conn.execute_query_dict(sql, q.params.values)]
         return Page(rows[:first], len(rows) > first)
 
