@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from tortoise import Tortoise
+from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.migrations.api import migrate as run_migrations
 
 MODEL_MODULES = [
@@ -27,9 +28,28 @@ def normalise_url(url: str) -> str:
     return url
 
 
+async def _keep_session(connection: Any) -> None:
+    """Return a PostgreSQL connection to the pool as it is.
+
+    By default asyncpg sends a reset (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL)
+    each time a connection goes back to its pool, and Tortoise gives the connection back
+    after every statement outside a transaction: an extra round trip per statement. The
+    service never changes session state (no SET, LISTEN, cursors or advisory locks), so
+    there is nothing to reset; asyncpg still rolls back a transaction left open."""
+
+
+def connection_config(database_url: str) -> str | dict[str, Any]:
+    url = normalise_url(database_url)
+    if not url.startswith("postgres://"):
+        return url
+    config = expand_db_url(url)
+    config["credentials"]["reset"] = _keep_session
+    return config
+
+
 def tortoise_config(database_url: str) -> dict[str, Any]:
     return {
-        "connections": {"default": normalise_url(database_url)},
+        "connections": {"default": connection_config(database_url)},
         "apps": {
             "models": {
                 "models": MODEL_MODULES,
