@@ -22,7 +22,7 @@ from core.settings import Settings
 from mail import compose
 from mail.transports import Outcome, Outgoing, Result, Transport, transport_for
 from models import DeliveryStatus, LinkToken, OutboxMessage, OutboxStatus, RevokeReason
-from models.bulk import lock_rows
+from models.patient import lock_patients
 
 log = structlog.get_logger("mail.dispatcher")
 
@@ -153,11 +153,11 @@ class Dispatcher:
                 if row.link_id is not None:
                     undeliverable.append((row.patient_id, row.link_id, result.detail))
         # Each in a transaction of its own that locks the patient first, as every change
-        # to a patient's links does (onboarding.links.lock_patient).
+        # to a patient's links does (models.patient.lock_patients).
         for patient_id, link_id, detail in undeliverable:
             async with in_transaction():
                 if patient_id is not None:
-                    await lock_rows("patient", [patient_id])
+                    await lock_patients([patient_id])
                 await self._link_undeliverable(link_id, detail)
 
     async def _link_undeliverable(self, link_id: int, detail: str | None) -> None:

@@ -20,10 +20,11 @@ from models import (
     Practice,
     RevokeReason,
 )
+from models.patient import lock_patients
 from onboarding import audit
 from onboarding.actor import Actor
 from onboarding.errors import ErrorCode, Problem, ProblemError
-from onboarding.links import lock_patient, revoke_links
+from onboarding.links import revoke_links
 from onboarding.sessions import revoke_sessions
 
 USERNAME_MIN, USERNAME_MAX = 3, 64
@@ -189,7 +190,7 @@ async def set_credentials(
     practice = await Practice.get(id=patient.practice_id)  # type: ignore[attr-defined]
     try:
         async with in_transaction():
-            await lock_patient(patient.id)
+            await lock_patients([patient.id])
             account = await PortalAccount.filter(patient_id=patient.id).select_for_update().first()
             account = await store_password(
                 patient=patient,

@@ -16,7 +16,8 @@ from tortoise import connections
 from core.clock import utcnow
 from core.secrets import digest, new_token
 from models import DeliveryStatus, LinkPurpose, LinkToken, Patient, RevokeReason
-from models.bulk import id_list, id_list_value, insert_rows, lock_rows, set_column
+from models.bulk import id_list, id_list_value, insert_rows, set_column
+from models.patient import lock_patients
 from onboarding.errors import ErrorCode
 from onboarding.sql import Params
 
@@ -45,14 +46,6 @@ LINK_COLUMNS = (
     ("dob_failures", "int"),
     ("is_reminder", "bool"),
 )
-
-
-async def lock_patient(patient_id: int) -> None:
-    """Lock the patient's row first in every transaction that changes the patient's
-    account or links. Triggers copy those changes onto the patient row (migration
-    0006), so a transaction that locked a link or an account first and the patient
-    second could deadlock with one that went the other way."""
-    await lock_rows("patient", [patient_id])
 
 
 async def revoke_links(
@@ -94,7 +87,7 @@ async def issue_links(
     # Lock the charts (in id order, so overlapping batches cannot deadlock): a second
     # issue for the same patient (a double click) waits for this one to commit and then
     # revokes its link, instead of both revoking nothing and leaving two usable links.
-    await lock_rows("patient", patient_ids)
+    await lock_patients(patient_ids)
     tokens = {pid: new_token() for pid in patient_ids}
     digests = {pid: digest(tokens[pid]) for pid in patient_ids}
     inserted = await insert_rows(

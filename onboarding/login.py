@@ -17,11 +17,12 @@ from core.clock import utcnow
 from core.passwords import Hasher
 from core.settings import Settings
 from models import PasswordOrigin, PatientSession, PortalAccount, Practice, RevokeReason
+from models.patient import lock_patients
 from onboarding import audit
 from onboarding.actor import Actor
 from onboarding.credentials import notify_password_changed, store_password, weak_password
 from onboarding.errors import ErrorCode, Problem
-from onboarding.links import lock_patient, revoke_links
+from onboarding.links import revoke_links
 from onboarding.sessions import create_session, revoke_sessions
 
 INVALID = Problem(ErrorCode.INVALID_CREDENTIALS, "the username or password is not correct")
@@ -77,7 +78,7 @@ async def login(
         await _count_failure(actor, account, practice_id, settings, locked=not usable)
         return LoginResult(None, False, [INVALID])
     async with in_transaction():
-        await lock_patient(patient.id)
+        await lock_patients([patient.id])
         updates: dict[str, object] = {
             "failed_logins": 0,
             "locked_until": None,
@@ -182,7 +183,7 @@ async def change_password(
     password_hash = await hasher.hash(new_password)
     practice = await Practice.get(id=patient.practice_id)
     async with in_transaction():
-        await lock_patient(patient.id)
+        await lock_patients([patient.id])
         account = await store_password(
             patient=patient,
             account=account,

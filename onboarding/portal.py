@@ -9,7 +9,7 @@ from tortoise.transactions import in_transaction
 
 from core.settings import Settings
 from models import INVITABLE_CHART_STATUSES, Patient, RevokeReason
-from models.bulk import lock_rows
+from models.patient import lock_patients
 from onboarding import audit
 from onboarding.actor import Actor
 from onboarding.bulk import (
@@ -56,7 +56,7 @@ async def enable_portal(actor: Actor, request: BulkRequest, settings: Settings) 
             if idempotency:
                 await idempotency.record([r.to_json() for r in results])
             if to_enable:
-                await lock_rows("patient", to_enable)
+                await lock_patients(to_enable)
                 await Patient.filter(id__in=to_enable, portal_enabled=False).update(
                     portal_enabled=True
                 )
@@ -81,7 +81,7 @@ async def disable_portal(actor: Actor, raw_ids: Sequence[str]) -> list[RowResult
     )
     if to_disable:
         async with in_transaction():
-            await lock_rows("patient", to_disable)
+            await lock_patients(to_disable)
             await Patient.filter(id__in=to_disable).update(portal_enabled=False)
             # Outstanding links and sessions die with access (SECURITY TOK-5).
             await revoke_links(to_disable, RevokeReason.PORTAL_DISABLED)

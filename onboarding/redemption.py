@@ -13,6 +13,7 @@ from core.clock import utcnow
 from core.passwords import Hasher
 from core.settings import Settings
 from models import LinkToken, PasswordOrigin, Patient, PortalAccount, Practice, RevokeReason
+from models.patient import lock_patients
 from onboarding import audit
 from onboarding.actor import Actor
 from onboarding.credentials import (
@@ -24,7 +25,7 @@ from onboarding.credentials import (
 )
 from onboarding.errors import ErrorCode, Problem, ProblemError
 from onboarding.invitations import shared_address_counts
-from onboarding.links import consume, find_link, lock_patient, revoke_links
+from onboarding.links import consume, find_link, revoke_links
 from onboarding.sessions import revoke_sessions
 
 RECENT_EMAIL_CHANGE = timedelta(days=30)
@@ -106,7 +107,7 @@ async def redeem_token(
     if await _dob_required(link, account, settings):
         if date_of_birth != patient.date_of_birth:
             async with in_transaction():
-                await lock_patient(patient.id)
+                await lock_patients([patient.id])
                 await LinkToken.filter(id=link.id).update(dob_failures=F("dob_failures") + 1)
                 # The count in the row decides, not the copy read earlier: concurrent wrong
                 # answers would otherwise each see one failure and never revoke the link.
@@ -163,7 +164,7 @@ async def redeem_token(
     practice = await Practice.get(id=patient.practice_id)  # type: ignore[attr-defined]
     try:
         async with in_transaction():
-            await lock_patient(patient.id)
+            await lock_patients([patient.id])
             if not await consume(link.id):
                 # Lost the race, or the link expired while the password was hashed.
                 fresh = await LinkToken.get(id=link.id)

@@ -23,10 +23,11 @@ from models import (
     PortalAccount,
     Practice,
 )
+from models.patient import lock_patients
 from onboarding import audit
 from onboarding.actor import Actor
 from onboarding.invitations import invitation_message
-from onboarding.links import issue_links, lock_patient
+from onboarding.links import issue_links
 
 log = structlog.get_logger("onboarding.reminders")
 SYSTEM = Actor(ActorType.SYSTEM, None, None, None, None)
@@ -58,7 +59,7 @@ async def send_due_reminders(settings: Settings, batch: int = 200) -> int:
             and patient.email_key == link.sent_to.casefold()
         )
         async with in_transaction():
-            await lock_patient(patient.id)
+            await lock_patients([patient.id])
             claimed = await LinkToken.filter(
                 id=link.id, reminded_at=None, used_at=None, revoked_at=None
             ).update(reminded_at=now)
