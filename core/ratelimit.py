@@ -33,6 +33,7 @@ class RateLimiter:
             "token": parse(settings.rate_limit_token),
             "self_service": parse(settings.rate_limit_self_service),
             "username_check": parse(settings.rate_limit_username_check),
+            "set_credentials": parse(settings.rate_limit_set_credentials),
         }
 
     async def allow(self, scope: str, *keys: str) -> bool:

@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     rate_limit_token: str = "20/minute"
     rate_limit_self_service: str = "5/minute"
     rate_limit_username_check: str = "60/minute"
+    rate_limit_set_credentials: str = "30/minute"
     # Peers allowed to set X-Forwarded-For; empty means the socket address is the client.
     trusted_proxies: list[str] = Field(default_factory=list)
 

@@ -25,6 +25,7 @@ from graph.context import Context, authenticate, client_address
 from graph.middleware import PortalMiddleware
 from graph.schema import build_schema
 from graph.services import Services
+from mail import outbox
 from mail.transports import Transport
 from models.database import connect, disconnect, migrate
 from onboarding.reminders import send_due_reminders
@@ -95,6 +96,8 @@ def create_app(
         stop = asyncio.Event()
         loops = []
         if settings.mail_dispatch_in_server:
+            # The unit of work announces committed mail; the dispatcher leaves at once.
+            outbox.subscribe(services.dispatcher.notify)
             loops.append(asyncio.create_task(services.dispatcher.run_forever(stop)))
             loops.append(
                 asyncio.create_task(
@@ -110,6 +113,7 @@ def create_app(
             yield
         finally:
             stop.set()
+            outbox.unsubscribe(services.dispatcher.notify)
             await asyncio.gather(*loops)
             await services.background.drain()
             services.hasher.close()

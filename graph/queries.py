@@ -107,13 +107,11 @@ class Query:
         staff = ctx.require_staff()
         if not await ctx.services.limiter.allow("username_check", f"staff:{staff.id}"):
             raise RateLimited("too many username checks; slow down")
-        own_email = None
         pid = parse_id(patient_id) if patient_id is not None else None
         if pid is not None:
             patient = await PatientModel.filter(id=pid, practice_id=ctx.practice_id).first()
-            own_email = patient.email if patient else None
             pid = patient.id if patient else None
-        result = await check_username(username.strip(), own_email=own_email, patient_id=pid)
+        result = await check_username(username.strip(), patient_id=pid)
         return UsernameCheck(valid=result.valid, available=result.available, reason=result.reason)
 
     @strawberry.field(description="Audit events of the practice, newest first (staff).")

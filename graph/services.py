@@ -28,7 +28,3 @@ class Services:
             limiter=RateLimiter(settings),
             dispatcher=Dispatcher(settings, transport),
         )
-
-    def mail_queued(self) -> None:
-        if self.settings.mail_dispatch_in_server:
-            self.dispatcher.notify()

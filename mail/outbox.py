@@ -3,7 +3,7 @@ back change sends nothing and a committed one is never lost."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import astuple, dataclass, field
 from datetime import datetime
 
@@ -67,3 +67,22 @@ def message(
 async def enqueue(messages: Sequence[Queued]) -> None:
     # Plain multi-row INSERTs: a bulk invitation queues 10,000 messages at once.
     await insert_rows(OutboxMessage._meta.db_table, COLUMNS, [astuple(m) for m in messages])
+
+
+# Dispatchers that want to hear of new mail at once rather than at their next poll.
+_listeners: set[Callable[[], None]] = set()
+
+
+def subscribe(listener: Callable[[], None]) -> None:
+    _listeners.add(listener)
+
+
+def unsubscribe(listener: Callable[[], None]) -> None:
+    _listeners.discard(listener)
+
+
+def announce() -> None:
+    """Called after the commit of a transaction that queued mail (the unit of work in
+    ``onboarding/`` does it), so the mail leaves without waiting for a poll."""
+    for listener in list(_listeners):
+        listener()

@@ -16,6 +16,9 @@ class Actor:
     client_addr: str | None
     request_id: str | None
 
-    @property
-    def is_staff(self) -> bool:
-        return self.actor_type is ActorType.STAFF
+    def as_patient(self, patient_id: int, practice_id: int) -> Actor:
+        """The same request, acting as the patient it just authenticated (a login, a
+        redeemed link): the audit trail then names the patient, not ANONYMOUS."""
+        return Actor(
+            ActorType.PATIENT, patient_id, practice_id, self.client_addr, self.request_id
+        )

@@ -11,6 +11,7 @@ from models import Patient
 from onboarding.errors import ErrorCode, Problem
 from onboarding.idempotency import Idempotency
 from onboarding.listing import OnboardingFilter, PatientReader
+from onboarding.unit_of_work import BULK_FIELDS
 from onboarding.validation import parse_id
 
 
@@ -107,36 +108,16 @@ class BulkOutcome:
     problems: list[Problem] = field(default_factory=list)
 
 
-BULK_FIELDS = (
-    "id",
-    "practice_id",
-    "first_name",
-    "email",
-    "email_key",
-    "chart_status",
-    "portal_enabled",
-)
+def parse_ids(raw_ids: Sequence[str]) -> list[int]:
+    return list({pid for pid in (parse_id(r) for r in raw_ids) if pid is not None})
 
 
-async def resolve_patients(
-    practice_id: int, raw_ids: Sequence[str], field_name: str = "patientIds"
-) -> tuple[list[RowResult], dict[int, Patient]]:
-    """Look up the ids of one practice in one query. Ids of other practices read exactly
-    like ids that do not exist (tenancy)."""
+def match_rows(
+    raw_ids: Sequence[str], patients: dict[int, Patient], field_name: str = "patientIds"
+) -> list[RowResult]:
+    """One result per requested id, in order, against the practice's patients that were
+    found. Ids of other practices read exactly like ids that do not exist (tenancy)."""
     results = [RowResult(raw) for raw in raw_ids]
-    wanted = {pid for pid in (parse_id(r) for r in raw_ids) if pid is not None}
-    patients = (
-        {
-            p.id: p
-            # Only the columns the bulk actions read: 10,000 full rows would spend most
-            # of a bulk invitation parsing timestamps nobody looks at.
-            for p in await Patient.filter(practice_id=practice_id, id__in=list(wanted)).only(
-                *BULK_FIELDS
-            )
-        }
-        if wanted
-        else {}
-    )
     for index, result in enumerate(results):
         pid = parse_id(result.requested_id)
         if pid is None or pid not in patients:
@@ -145,7 +126,28 @@ async def resolve_patients(
             )
         else:
             result.patient_id = pid
-    return results, patients
+    return results
+
+
+async def resolve_patients(
+    practice_id: int, raw_ids: Sequence[str], field_name: str = "patientIds"
+) -> tuple[list[RowResult], dict[int, Patient]]:
+    """Look up the ids of one practice in one query, outside any lock: for a dry run's
+    report. Acting reads them again under the lock (``patient_change``)."""
+    wanted = parse_ids(raw_ids)
+    patients = (
+        {
+            p.id: p
+            # Only the columns the bulk actions read: 10,000 full rows would spend most
+            # of a bulk invitation parsing timestamps nobody looks at.
+            for p in await Patient.filter(practice_id=practice_id, id__in=wanted).only(
+                *BULK_FIELDS
+            )
+        }
+        if wanted
+        else {}
+    )
+    return match_rows(raw_ids, patients, field_name), patients
 
 
 def too_many(count: int, limit: int, field_name: str = "patientIds") -> Problem | None:

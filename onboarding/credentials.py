@@ -1,5 +1,6 @@
-"""Usernames and passwords: the rules, availability, staff-set credentials (SPEC 2.4), and
-the one place where a new password lands on an account."""
+"""Usernames and passwords: the rules, availability and staff-set credentials (SPEC 2.4).
+A new password lands on an account only through the unit of work
+(``PatientChange.set_password``)."""
 
 from __future__ import annotations
 
@@ -7,25 +8,13 @@ import re
 from dataclasses import dataclass
 
 from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
 
-from core.clock import utcnow
 from core.passwords import Hasher, password_problems
-from mail import compose, outbox
-from models import (
-    INVITABLE_CHART_STATUSES,
-    PasswordOrigin,
-    Patient,
-    PortalAccount,
-    Practice,
-    RevokeReason,
-)
-from models.patient import lock_patients
-from onboarding import audit
+from models import INVITABLE_CHART_STATUSES, PasswordOrigin, Patient, PortalAccount
+from onboarding import checkpoints
 from onboarding.actor import Actor
-from onboarding.errors import ErrorCode, Problem, ProblemError
-from onboarding.links import revoke_links
-from onboarding.sessions import revoke_sessions
+from onboarding.errors import ErrorCode, Problem
+from onboarding.unit_of_work import patient_change
 
 USERNAME_MIN, USERNAME_MAX = 3, 64
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+\-]*$")
@@ -49,6 +38,22 @@ def username_problem(username: str, *, own_email: str | None) -> str | None:
     return None
 
 
+STAFF_EMAIL_USERNAME = (
+    "cannot be an email address when staff choose it; the patient can choose their own"
+    " address when they open their link"
+)
+
+
+def staff_username_problem(username: str) -> str | None:
+    """Staff never choose an email-shaped username: otherwise staff of one practice could
+    learn (or squat) whether an address is a patient's username anywhere in the
+    deployment, by creating a chart with that address and asking. Only the patient,
+    redeeming a link sent to that very address, can take it (SPEC 7.8)."""
+    if "@" in username:
+        return STAFF_EMAIL_USERNAME
+    return username_problem(username, own_email=None)
+
+
 @dataclass(frozen=True)
 class UsernameCheck:
     valid: bool
@@ -56,10 +61,9 @@ class UsernameCheck:
     reason: str | None
 
 
-async def check_username(
-    username: str, *, own_email: str | None, patient_id: int | None = None
-) -> UsernameCheck:
-    reason = username_problem(username, own_email=own_email)
+async def check_username(username: str, *, patient_id: int | None = None) -> UsernameCheck:
+    """usernameAvailable, for staff: the same rule as setCredentials."""
+    reason = staff_username_problem(username)
     if reason:
         return UsernameCheck(False, False, reason)
     holder = await PortalAccount.filter(username_key=username_key(username)).first()
@@ -83,65 +87,10 @@ def username_taken(field: str = "username") -> Problem:
     return Problem(ErrorCode.USERNAME_TAKEN, "that username is taken", (field,))
 
 
-async def store_password(
-    *,
-    patient: Patient,
-    account: PortalAccount | None,
-    username: str | None,
-    password_hash: str | None,
-    origin: PasswordOrigin,
-) -> PortalAccount:
-    """Create or update the account inside the caller's transaction. A duplicate
-    username surfaces as IntegrityError from the unique index (race-safe)."""
-    now = utcnow()
-    if account is None:
-        assert username is not None
-        account = PortalAccount(
-            patient_id=patient.id, username=username, username_key=username_key(username)
-        )
-    elif username is not None:
-        account.username = username
-        account.username_key = username_key(username)
-    if password_hash is not None:
-        account.password_hash = password_hash
-        account.password_origin = origin
-        account.password_set_at = now
-        account.must_change_password = origin is PasswordOrigin.STAFF
-        # A new password clears a lock-out (SPEC section 3).
-        account.failed_logins = 0
-        account.locked_until = None
-    await account.save()
-    return account
-
-
-async def notify_password_changed(patient: Patient, practice_name: str, *, by_staff: bool) -> None:
-    """Tell the patient (never the password) and rely on the caller to revoke sessions
-    in the same transaction (SPEC 7.7, SECURITY NOTIF-1)."""
-    if not patient.email:
-        return
-    draft = compose.password_changed(
-        practice_name=practice_name,
-        first_name=patient.first_name,
-        by_staff=by_staff,
-        when=utcnow(),
-    )
-    await outbox.enqueue(
-        [
-            outbox.message(
-                practice_id=patient.practice_id,  # type: ignore[attr-defined]
-                patient_id=patient.id,
-                to_addr=patient.email,
-                draft=draft,
-            )
-        ]
-    )
-
-
 @dataclass
 class CredentialsResult:
     account: PortalAccount | None
     problems: list[Problem]
-    mail_queued: bool = False
 
 
 async def set_credentials(
@@ -155,29 +104,19 @@ async def set_credentials(
 ) -> CredentialsResult:
     """Staff type a username and, optionally, a password (SPEC 2.4). A staff-typed
     password must be changed at the next login (SECURITY NOTIF-2)."""
+    assert actor.practice_id is not None
     patient = await Patient.filter(id=patient_id, practice_id=actor.practice_id).first()
     if patient is None:
-        return CredentialsResult(
-            None, [Problem(ErrorCode.NOT_FOUND, "no such patient", ("patientId",))]
-        )
-    if patient.chart_status not in INVITABLE_CHART_STATUSES:
-        return CredentialsResult(
-            None,
-            [
-                Problem(
-                    ErrorCode.INACTIVE_PATIENT, "the chart is inactive or deceased", ("patientId",)
-                )
-            ],
-        )
-    if not patient.portal_enabled:
-        return CredentialsResult(
-            None, [Problem(ErrorCode.PORTAL_DISABLED, "enable portal access first", ("patientId",))]
-        )
+        return CredentialsResult(None, [NO_SUCH_PATIENT])
+    if problem := _eligibility_problem(patient):
+        return CredentialsResult(None, [problem])
     problems: list[Problem] = []
     username = username.strip()
-    reason = username_problem(username, own_email=patient.email)
+    reason = staff_username_problem(username)
     if reason:
-        problems.append(Problem(ErrorCode.USERNAME_INVALID, f"username {reason}", ("username",)))
+        problems.append(
+            Problem(ErrorCode.USERNAME_INVALID, f"the username {reason}", ("username",))
+        )
     if password is not None:
         weak = weak_password(
             password, "password", min_length=min_length, username=username, email=patient.email
@@ -187,25 +126,24 @@ async def set_credentials(
     if problems:
         return CredentialsResult(None, problems)
     password_hash = await hasher.hash(password) if password is not None else None
-    practice = await Practice.get(id=patient.practice_id)  # type: ignore[attr-defined]
+    await checkpoints.reached("set_credentials.hashed")
     try:
-        async with in_transaction():
-            await lock_patients([patient.id])
-            account = await PortalAccount.filter(patient_id=patient.id).select_for_update().first()
-            account = await store_password(
-                patient=patient,
-                account=account,
+        async with patient_change(actor, [patient.id], practice_id=actor.practice_id) as change:
+            current = change.patient(patient.id)
+            if current is None:
+                return CredentialsResult(None, [NO_SUCH_PATIENT])
+            # Checked again under the lock: a disable or a chart made inactive while the
+            # password was hashed wins.
+            if problem := _eligibility_problem(current):
+                return CredentialsResult(None, [problem])
+            account = await change.set_password(
+                current,
+                change.account(patient.id),
                 username=username,
                 password_hash=password_hash,
                 origin=PasswordOrigin.STAFF,
             )
-            if password_hash is not None:
-                # The patient now signs in with what staff told them: outstanding links
-                # and sessions belong to the old credentials.
-                await revoke_links([patient.id], RevokeReason.PASSWORD_SET)
-                await revoke_sessions([patient.id])
-                await notify_password_changed(patient, practice.name, by_staff=True)
-            await audit.record(
+            await change.record(
                 actor,
                 "credentials.set",
                 patient_id=patient.id,
@@ -213,8 +151,17 @@ async def set_credentials(
             )
     except IntegrityError:
         return CredentialsResult(None, [username_taken()])
-    except ProblemError as exc:
-        return CredentialsResult(None, exc.problems)
-    return CredentialsResult(
-        account, [], mail_queued=password_hash is not None and bool(patient.email)
-    )
+    return CredentialsResult(account, [])
+
+
+NO_SUCH_PATIENT = Problem(ErrorCode.NOT_FOUND, "no such patient", ("patientId",))
+
+
+def _eligibility_problem(patient: Patient) -> Problem | None:
+    if patient.chart_status not in INVITABLE_CHART_STATUSES:
+        return Problem(
+            ErrorCode.INACTIVE_PATIENT, "the chart is inactive or deceased", ("patientId",)
+        )
+    if not patient.portal_enabled:
+        return Problem(ErrorCode.PORTAL_DISABLED, "enable portal access first", ("patientId",))
+    return None

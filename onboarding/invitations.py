@@ -10,24 +10,25 @@ from typing import Any
 
 from tortoise.exceptions import IntegrityError
 from tortoise.functions import Count
-from tortoise.transactions import in_transaction
 
 from core.clock import utcnow
 from core.settings import Settings
 from mail import compose, outbox
 from models import INVITABLE_CHART_STATUSES, LinkPurpose, Patient, PortalAccount, Practice
-from onboarding import audit
+from onboarding import checkpoints
 from onboarding.actor import Actor
 from onboarding.bulk import (
     BulkOutcome,
     BulkRequest,
     RowResult,
     idempotency_for,
+    match_rows,
+    parse_ids,
     resolve_patients,
     start,
 )
 from onboarding.errors import ErrorCode, Problem
-from onboarding.links import IssuedLink, issue_links
+from onboarding.unit_of_work import IssuedLink, patient_change
 
 
 @dataclass
@@ -103,42 +104,19 @@ def _row_problem(patient: Patient, shared: int, confirm_shared: bool, index: int
     return None
 
 
-async def send_invitations(
-    actor: Actor,
-    request: BulkRequest,
-    *,
+def _plan(
+    raw_ids: Sequence[str],
+    patients: dict[int, Patient],
+    shared: dict[str, int],
+    with_password: set[int],
     confirm_shared_email: bool,
-    settings: Settings,
-) -> BulkOutcome:
-    assert actor.practice_id is not None
-    idempotency = idempotency_for(
-        actor.practice_id, "sendInvitation", request, confirm=confirm_shared_email
-    )
-    raw_ids, answer = await start(
-        actor.practice_id,
-        request,
-        settings,
-        idempotency=idempotency,
-        from_json=InvitationResult.from_json,
-    )
-    if answer:
-        return answer
-    base, patients = await resolve_patients(actor.practice_id, raw_ids)
-    results = [InvitationResult(r.requested_id, r.patient_id, r.problems) for r in base]
-    shared = await shared_address_counts(
-        actor.practice_id, [p.email_key for p in patients.values() if p.email_key]
-    )
-    with_password = (
-        set(
-            await PortalAccount.filter(
-                patient_id__in=list(patients), password_hash__isnull=False
-            ).values_list("patient_id", flat=True)
-        )
-        if patients
-        else set()
-    )
-    ttl: timedelta = settings.staff_link_ttl
-    expires_at = utcnow() + ttl
+    expires_at: datetime,
+) -> tuple[list[InvitationResult], dict[int, InvitationResult]]:
+    """Each requested row's result, and the one row per patient that will be sent."""
+    results = [
+        InvitationResult(r.requested_id, r.patient_id, r.problems)
+        for r in match_rows(raw_ids, patients)
+    ]
     chosen: dict[int, InvitationResult] = {}
     for index, result in enumerate(results):
         if result.patient_id is None:
@@ -154,36 +132,91 @@ async def send_invitations(
             patient.email or "", expires_at, patient.id in with_password
         )
         chosen.setdefault(patient.id, result)  # a repeated id sends one message
+    return results, chosen
+
+
+async def _with_password(patient_ids: Sequence[int]) -> set[int]:
+    if not patient_ids:
+        return set()
+    rows = await PortalAccount.filter(
+        patient_id__in=list(patient_ids), password_hash__isnull=False
+    ).values_list("patient_id", flat=True)
+    return {int(pid) for pid in rows}  # type: ignore[call-overload]
+
+
+async def send_invitations(
+    actor: Actor,
+    request: BulkRequest,
+    *,
+    confirm_shared_email: bool,
+    settings: Settings,
+) -> BulkOutcome:
+    assert actor.practice_id is not None
+    practice_id = actor.practice_id
+    idempotency = idempotency_for(
+        practice_id, "sendInvitation", request, confirm=confirm_shared_email
+    )
+    raw_ids, answer = await start(
+        practice_id,
+        request,
+        settings,
+        idempotency=idempotency,
+        from_json=InvitationResult.from_json,
+    )
+    if answer:
+        return answer
+    ttl: timedelta = settings.staff_link_ttl
+
+    async def plan(patients: dict[int, Patient]) -> tuple[list[InvitationResult], dict[int, Any]]:
+        shared = await shared_address_counts(
+            practice_id, [p.email_key for p in patients.values() if p.email_key]
+        )
+        return _plan(
+            raw_ids,
+            patients,
+            shared,
+            await _with_password(list(patients)),
+            confirm_shared_email,
+            utcnow() + ttl,
+        )
+
     if request.dry_run:
+        _, patients = await resolve_patients(practice_id, raw_ids)
+        results, _ = await plan(patients)
         return BulkOutcome(results=results)
-    practice = await Practice.get(id=actor.practice_id)
+    await checkpoints.reached("invite.before_lock")
     try:
-        async with in_transaction():
-            links = await issue_links(
-                practice_id=actor.practice_id,
-                patients=[(pid, patients[pid].email or "") for pid in chosen],
+        async with patient_change(
+            actor, parse_ids(raw_ids), practice_id=practice_id, bulk=True
+        ) as change:
+            # Planned on the charts as they are under the lock: an address changed a
+            # moment ago is the one the link goes to (never the previous one).
+            results, chosen = await plan(change.patients)
+            links = await change.issue_links(
+                [(pid, change.patients[pid].email or "") for pid in chosen],
                 purpose=LinkPurpose.INVITATION,
                 ttl=ttl,
                 created_by=actor.actor_id,
             )
+            practice = await change.practice()
             for link in links:
                 planned = chosen[link.patient_id].invitation
                 assert planned is not None
                 planned.expires_at = link.expires_at
-            await outbox.enqueue(
+            await change.queue(
                 [
                     invitation_message(
                         practice,
-                        patients[link.patient_id],
+                        change.patients[link.patient_id],
                         link,
                         settings,
-                        reset=link.patient_id in with_password,
+                        reset=bool(chosen[link.patient_id].invitation.reset),
                         self_service=False,
                     )
                     for link in links
                 ]
             )
-            await audit.record_many(actor, "invitation.sent", list(chosen))
+            await change.record_many(actor, "invitation.sent", list(chosen))
             if idempotency:
                 await idempotency.record([r.to_json() for r in results])
     except IntegrityError:

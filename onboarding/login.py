@@ -1,31 +1,38 @@
 """Patient login and password change (SPEC section 3, SECURITY ENUM-4).
 
-Unknown usernames, accounts without a password, locked accounts and expired temporary
-passwords all cost one argon2 verification and answer INVALID_CREDENTIALS, exactly like
-a wrong password.
+Unknown usernames, accounts without a password, locked accounts, disabled or inactive
+patients and expired temporary passwords all cost one argon2 verification and answer
+INVALID_CREDENTIALS, exactly like a wrong password.
+
+The verification is slow, so it runs outside the patient's lock; the outcome is decided
+inside it (``onboarding.unit_of_work``), on the account as it is then. A reset, a
+disable or a lock-out that commits while the password is being verified wins: the
+request then fails like a wrong password and opens no session.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
-
-from tortoise.expressions import F
-from tortoise.transactions import in_transaction
+from datetime import datetime
 
 from core.clock import utcnow
 from core.passwords import Hasher
 from core.settings import Settings
-from models import PasswordOrigin, PatientSession, PortalAccount, Practice, RevokeReason
-from models.patient import lock_patients
-from onboarding import audit
+from models import PasswordOrigin, PatientSession, PortalAccount
+from onboarding import audit, checkpoints
 from onboarding.actor import Actor
-from onboarding.credentials import notify_password_changed, store_password, weak_password
+from onboarding.credentials import weak_password
 from onboarding.errors import ErrorCode, Problem
-from onboarding.links import revoke_links
-from onboarding.sessions import create_session, revoke_sessions
+from onboarding.unit_of_work import (
+    PatientChange,
+    locked,
+    patient_change,
+    portal_usable,
+    temporary_expired,
+)
 
 INVALID = Problem(ErrorCode.INVALID_CREDENTIALS, "the username or password is not correct")
+MAX_PASSWORD = 128
 
 
 @dataclass(frozen=True)
@@ -35,104 +42,83 @@ class LoginResult:
     problems: list[Problem]
 
 
-def _temporary_expired(account: PortalAccount, settings: Settings) -> bool:
+def _usable(account: PortalAccount, settings: Settings, now: datetime) -> bool:
+    """May this account sign in at all? The one rule login and changePassword share."""
     return (
-        account.password_origin == PasswordOrigin.STAFF
-        and account.last_login_at is None
-        and account.password_set_at is not None
-        and account.password_set_at
-        <= utcnow() - timedelta(days=settings.temporary_password_ttl_days)
+        portal_usable(account.patient)
+        and not locked(account, now)
+        and not temporary_expired(account, settings, now)
     )
+
+
+def _still_usable(
+    change: PatientChange, seen: PortalAccount, settings: Settings
+) -> PortalAccount | None:
+    """The account as read under the lock, if everything the verification relied on
+    still holds: same password (hash), access, chart, no lock-out, no expiry."""
+    patient = change.patient(seen.patient_id)
+    fresh = change.account(seen.patient_id)
+    if patient is None or fresh is None or fresh.id != seen.id:
+        return None
+    fresh.patient = patient
+    if fresh.password_hash != seen.password_hash or not _usable(fresh, settings, utcnow()):
+        return None
+    return fresh
 
 
 async def login(
     actor: Actor, username: str, password: str, *, hasher: Hasher, settings: Settings
 ) -> LoginResult:
     account = None
-    # A NUL byte is in no username, and PostgreSQL refuses one as a parameter.
-    if 0 < len(username) <= 64 and len(password) <= 128 and "\x00" not in username:
+    # A NUL byte is in no username, and PostgreSQL refuses one as a parameter. An
+    # over-long password is no guess at any account: it is refused like an unknown name.
+    if 0 < len(username) <= 64 and len(password) <= MAX_PASSWORD and "\x00" not in username:
         account = (
             await PortalAccount.filter(username_key=username.strip().casefold())
             .select_related("patient")
             .first()
         )
-    now = utcnow()
-    usable = (
-        account is not None
-        and account.patient.portal_enabled
-        and account.patient.chart_status in ("ACTIVE", "PROSPECTIVE")
-        and not (account.locked_until and account.locked_until > now)
-        and not _temporary_expired(account, settings)
-        and len(password) <= 128
-    )
+    usable = account is not None and _usable(account, settings, utcnow())
     stored = account.password_hash if (account is not None and usable) else None
-    ok, new_hash = await hasher.verify_and_update(password[:128], stored)
+    ok, new_hash = await hasher.verify_and_update(password[:MAX_PASSWORD], stored)
     if account is None:
         await audit.record(
             actor, "login.failed", outcome="failure", detail={"reason": "unknown_user"}
         )
         return LoginResult(None, False, [INVALID])
-    patient = account.patient
-    practice_id = patient.practice_id
-    if not ok:
-        await _count_failure(actor, account, practice_id, settings, locked=not usable)
-        return LoginResult(None, False, [INVALID])
-    async with in_transaction():
-        await lock_patients([patient.id])
-        updates: dict[str, object] = {
-            "failed_logins": 0,
-            "locked_until": None,
-            "last_login_at": now,
-        }
-        if new_hash:
-            updates["password_hash"] = new_hash  # upgraded parameters (rehash on login)
-        await PortalAccount.filter(id=account.id).update(**updates)
-        account.last_login_at = now
-        token = await create_session(account, timedelta(minutes=settings.session_ttl_minutes))
-        await audit.record(
-            actor,
+    await checkpoints.reached("login.verified")
+    patient_id = account.patient_id
+    async with patient_change(actor, [patient_id]) as change:
+        fresh = _still_usable(change, account, settings) if ok else None
+        if fresh is None:
+            current = change.account(patient_id)
+            if current is not None:
+                # Only a wrong password counts; a right one that lost to a reset or a
+                # lock-out committed meanwhile is refused without counting.
+                reason = "bad_password" if not ok and usable else "unusable" if not ok else "stale"
+                await change.count_login_failure(current, settings, reason=reason, count=not ok)
+            return LoginResult(None, False, [INVALID])
+        token = await change.start_session(fresh, settings, new_hash=new_hash)
+        # The patient is the actor of their own successful login.
+        await change.record(
+            actor.as_patient(patient_id, fresh.patient.practice_id),
             "login.succeeded",
-            patient_id=patient.id,
-            practice_id=practice_id,
-            detail={"forced_change": account.must_change_password},
+            patient_id=patient_id,
+            practice_id=fresh.patient.practice_id,
+            detail={"forced_change": fresh.must_change_password},
         )
-    return LoginResult(token, account.must_change_password, [])
-
-
-async def _count_failure(
-    actor: Actor, account: PortalAccount, practice_id: int, settings: Settings, *, locked: bool
-) -> None:
-    async with in_transaction():
-        await PortalAccount.filter(id=account.id).update(failed_logins=F("failed_logins") + 1)
-        await audit.record(
-            actor,
-            "login.failed",
-            patient_id=account.patient_id,  # type: ignore[attr-defined]
-            practice_id=practice_id,
-            outcome="failure",
-            detail={"reason": "locked" if locked else "bad_password"},
-        )
-        fresh = await PortalAccount.get(id=account.id)
-        if fresh.failed_logins >= settings.lockout_threshold and not (
-            fresh.locked_until and fresh.locked_until > utcnow()
-        ):
-            await PortalAccount.filter(id=account.id).update(
-                failed_logins=0,
-                locked_until=utcnow() + timedelta(minutes=settings.lockout_minutes),
-            )
-            await audit.record(
-                actor,
-                "login.locked_out",
-                patient_id=account.patient_id,  # type: ignore[attr-defined]
-                practice_id=practice_id,
-                outcome="failure",
-            )
+    return LoginResult(token, fresh.must_change_password, [])
 
 
 @dataclass(frozen=True)
 class ChangeResult:
     session_token: str | None
     problems: list[Problem]
+
+
+WRONG_CURRENT = Problem(
+    ErrorCode.INVALID_CREDENTIALS, "the current password is not correct", ("currentPassword",)
+)
 
 
 async def change_password(
@@ -144,59 +130,61 @@ async def change_password(
     hasher: Hasher,
     settings: Settings,
 ) -> ChangeResult:
+    """A wrong current password counts toward lock-out exactly as a wrong login does, and
+    a locked account's guesses are refused like wrong ones (no password oracle)."""
     account: PortalAccount = session.account
     patient = account.patient
-    ok, _ = await hasher.verify_and_update(current_password[:128], account.password_hash)
-    if not ok or len(current_password) > 128:
-        await audit.record(
-            actor,
-            "password.change_failed",
-            patient_id=patient.id,
-            practice_id=patient.practice_id,
-            outcome="failure",
+    usable = len(current_password) <= MAX_PASSWORD and not locked(account, utcnow())
+    usable = usable and portal_usable(patient)
+    stored = account.password_hash if usable else None
+    ok, _ = await hasher.verify_and_update(current_password[:MAX_PASSWORD], stored)
+    password_hash = None
+    if ok:
+        weak = weak_password(
+            new_password,
+            "newPassword",
+            min_length=settings.password_min_length,
+            username=account.username,
+            email=patient.email,
         )
-        return ChangeResult(
-            None,
-            [
-                Problem(
-                    ErrorCode.INVALID_CREDENTIALS,
-                    "the current password is not correct",
-                    ("currentPassword",),
-                )
-            ],
+        if weak is None and new_password == current_password:
+            weak = Problem(
+                ErrorCode.PASSWORD_TOO_WEAK,
+                "choose a password you have not used here",
+                ("newPassword",),
+            )
+        if weak:
+            return ChangeResult(None, [weak])
+        password_hash = await hasher.hash(new_password)
+    await checkpoints.reached("change_password.hashed")
+    async with patient_change(actor, [patient.id]) as change:
+        fresh = change.account(patient.id)
+        current_patient = change.patient(patient.id)
+        if fresh is None or current_patient is None:
+            return ChangeResult(None, [WRONG_CURRENT])
+        fresh.patient = current_patient
+        holds = (
+            password_hash is not None
+            and fresh.id == account.id
+            and fresh.password_hash == account.password_hash
+            and portal_usable(current_patient)
+            and not locked(fresh, utcnow())
+            and await change.session_live(session.id)
         )
-    weak = weak_password(
-        new_password,
-        "newPassword",
-        min_length=settings.password_min_length,
-        username=account.username,
-        email=patient.email,
-    )
-    if weak is None and new_password == current_password:
-        weak = Problem(
-            ErrorCode.PASSWORD_TOO_WEAK,
-            "choose a password you have not used here",
-            ("newPassword",),
-        )
-    if weak:
-        return ChangeResult(None, [weak])
-    password_hash = await hasher.hash(new_password)
-    practice = await Practice.get(id=patient.practice_id)
-    async with in_transaction():
-        await lock_patients([patient.id])
-        account = await store_password(
-            patient=patient,
-            account=account,
+        if not holds:
+            await change.count_login_failure(
+                fresh, settings, reason="change_password", count=not ok
+            )
+            return ChangeResult(None, [WRONG_CURRENT])
+        fresh = await change.set_password(
+            current_patient,
+            fresh,
             username=None,
             password_hash=password_hash,
             origin=PasswordOrigin.PATIENT,
         )
-        # Outstanding reset links belong to the old password (SECURITY TOK-5).
-        await revoke_links([patient.id], RevokeReason.PASSWORD_SET)
-        await revoke_sessions([patient.id])
-        token = await create_session(account, timedelta(minutes=settings.session_ttl_minutes))
-        await notify_password_changed(patient, practice.name, by_staff=False)
-        await audit.record(
+        token = await change.create_session(fresh, settings)
+        await change.record(
             actor, "password.changed", patient_id=patient.id, practice_id=patient.practice_id
         )
     return ChangeResult(token, [])

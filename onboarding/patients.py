@@ -10,12 +10,11 @@ from tortoise.transactions import in_transaction
 
 from core.clock import utcnow
 from mail import compose, outbox
-from models import ChartStatus, Patient, PortalAccount, Practice, RevokeReason
+from models import INVITABLE_CHART_STATUSES, ChartStatus, Patient, RevokeReason
 from onboarding import audit
 from onboarding.actor import Actor
 from onboarding.errors import ErrorCode, Problem
-from onboarding.links import revoke_links
-from onboarding.sessions import revoke_sessions
+from onboarding.unit_of_work import PatientChange, patient_change
 from onboarding.validation import check_birth_date, check_email, check_text, check_zip
 
 UNSET = object()
@@ -120,12 +119,8 @@ async def update_patient(
     if problems:
         return None, problems
     try:
-        async with in_transaction():
-            patient = (
-                await Patient.filter(id=patient_id, practice_id=actor.practice_id)
-                .select_for_update()
-                .first()
-            )
+        async with patient_change(actor, [patient_id], practice_id=actor.practice_id) as change:
+            patient = change.patient(patient_id)
             if patient is None:
                 return None, [Problem(ErrorCode.NOT_FOUND, "no such patient", ("id",))]
             changed = [k for k, v in values.items() if getattr(patient, k) != v]
@@ -139,19 +134,26 @@ async def update_patient(
             for key in changed:
                 setattr(patient, key, values[key])
             patient.normalise_keys()
-            now = utcnow()
             if email_changed:
-                patient.email_changed_at = now
-            await patient.save()
+                patient.email_changed_at = utcnow()
+            columns = [*changed, "first_name_key", "last_name_key", "email_key", "updated_at"]
+            if email_changed:
+                columns.append("email_changed_at")
+            # Only the chart's own columns: the portal switch and the trigger-kept copies
+            # are not this change's to write.
+            await patient.save(update_fields=sorted(set(columns)))
             if email_changed:
                 # The address of record changed: links sent to the old one die (TOK-5).
-                await revoke_links([patient.id], RevokeReason.EMAIL_CHANGED)
-                if old_email and await PortalAccount.exists(patient_id=patient.id):
-                    await _notify_email_changed(patient, old_email)
-            if patient.chart_status not in (ChartStatus.ACTIVE, ChartStatus.PROSPECTIVE):
-                await revoke_links([patient.id], RevokeReason.PORTAL_DISABLED)
-                await revoke_sessions([patient.id])
-            await audit.record(
+                await change.revoke_links([patient.id], RevokeReason.EMAIL_CHANGED)
+                if old_email and change.account(patient.id) is not None:
+                    await _notify_email_changed(change, patient, old_email)
+            if patient.chart_status not in INVITABLE_CHART_STATUSES and patient.portal_enabled:
+                # An inactive or deceased chart loses portal access with everything that
+                # grants it; re-activating the chart does not give it back (staff enable
+                # access again, deliberately).
+                await change.disable_portal([patient.id], RevokeReason.PORTAL_DISABLED)
+                await change.record(actor, "portal.disabled", patient_id=patient.id)
+            await change.record(
                 actor, "patient.updated", patient_id=patient.id, detail={"fields": sorted(changed)}
             )
     except IntegrityError:
@@ -159,15 +161,15 @@ async def update_patient(
     return patient_id, []
 
 
-async def _notify_email_changed(patient: Patient, old_email: str) -> None:
+async def _notify_email_changed(change: PatientChange, patient: Patient, old_email: str) -> None:
     """Tell the previous address that the address of record changed, so a patient whose
     recovery address was swapped learns of it (SECURITY NOTIF-1). Inside the caller's
     transaction; the message never names the new address."""
-    practice = await Practice.get(id=patient.practice_id)
+    practice = await change.practice()
     draft = compose.email_changed(
         practice_name=practice.name, first_name=patient.first_name, when=utcnow()
     )
-    await outbox.enqueue(
+    await change.queue(
         [
             outbox.message(
                 practice_id=practice.id,

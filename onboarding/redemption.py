@@ -6,27 +6,18 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F
-from tortoise.transactions import in_transaction
 
 from core.clock import utcnow
 from core.passwords import Hasher
 from core.settings import Settings
-from models import LinkToken, PasswordOrigin, Patient, PortalAccount, Practice, RevokeReason
-from models.patient import lock_patients
-from onboarding import audit
+from models import LinkToken, PasswordOrigin, Patient, PortalAccount, RevokeReason
+from onboarding import audit, checkpoints
 from onboarding.actor import Actor
-from onboarding.credentials import (
-    notify_password_changed,
-    store_password,
-    username_problem,
-    username_taken,
-    weak_password,
-)
+from onboarding.credentials import username_problem, username_taken, weak_password
 from onboarding.errors import ErrorCode, Problem, ProblemError
 from onboarding.invitations import shared_address_counts
-from onboarding.links import consume, find_link, revoke_links
-from onboarding.sessions import revoke_sessions
+from onboarding.links import find_link
+from onboarding.unit_of_work import link_problem, patient_change
 
 RECENT_EMAIL_CHANGE = timedelta(days=30)
 
@@ -86,54 +77,48 @@ async def redeem_token(
     hasher: Hasher,
     settings: Settings,
 ) -> tuple[PortalAccount | None, list[Problem]]:
+    """Two short locked steps around the slow hash. The first decides the date of birth
+    under the lock, on the link as it is then: once the wrong answers that revoke the
+    link are counted, every later request answers TOKEN_INVALID, right date or wrong,
+    so a burst of guesses learns nothing (SPEC 7.1). The second consumes the link and
+    stores the password only if the link is still usable."""
     state = await find_link(token)
     if state.error or state.link is None:
-        if state.link is not None:
-            await audit.record(
-                actor,
-                "link.redeem_refused",
-                patient_id=state.link.patient_id,  # type: ignore[attr-defined]
-                practice_id=state.link.practice_id,  # type: ignore[attr-defined]
-                outcome="failure",
-                detail={"reason": state.error.value if state.error else None},
-            )
-        return None, [
-            Problem(state.error or ErrorCode.TOKEN_INVALID, "this link cannot be used", ("token",))
-        ]
-    link = state.link
-    patient: Patient = link.patient
-    account = await PortalAccount.filter(patient_id=patient.id).first()
-
-    if await _dob_required(link, account, settings):
-        if date_of_birth != patient.date_of_birth:
-            async with in_transaction():
-                await lock_patients([patient.id])
-                await LinkToken.filter(id=link.id).update(dob_failures=F("dob_failures") + 1)
-                # The count in the row decides, not the copy read earlier: concurrent wrong
-                # answers would otherwise each see one failure and never revoke the link.
-                await LinkToken.filter(
-                    id=link.id,
-                    used_at=None,
-                    revoked_at=None,
-                    dob_failures__gte=settings.redeem_dob_max_failures,
-                ).update(revoked_at=utcnow(), revoke_reason=RevokeReason.TOO_MANY_ATTEMPTS)
-            counted = await LinkToken.filter(id=link.id).values_list("dob_failures", flat=True)
-            failures = counted[0]
-            await audit.record(
-                actor,
-                "link.dob_mismatch",
-                patient_id=patient.id,
-                practice_id=link.practice_id,
-                outcome="failure",  # type: ignore[attr-defined]
-                detail={"failures": failures},
-            )
-            return None, [
-                Problem(
-                    ErrorCode.DATE_OF_BIRTH_MISMATCH,
-                    "the date of birth does not match",
-                    ("dateOfBirth",),
+        return await _refused(actor, state.link, state.error or ErrorCode.TOKEN_INVALID)
+    await checkpoints.reached("redeem.link_found")
+    link_id = state.link.id
+    patient_id = state.link.patient_id
+    account: PortalAccount | None = None
+    async with patient_change(actor, [patient_id]) as change:
+        link, error = await change.link(link_id)
+        patient = change.patient(patient_id)
+        if error or link is None or patient is None:
+            refused = error or ErrorCode.TOKEN_INVALID
+        else:
+            refused = None
+            link.patient = patient
+            account = change.account(patient_id)
+            dob_needed = await _dob_required(link, account, settings)
+            if dob_needed and date_of_birth != patient.date_of_birth:
+                failures = await change.count_dob_failure(link_id, settings.redeem_dob_max_failures)
+                await change.record(
+                    actor,
+                    "link.dob_mismatch",
+                    patient_id=patient_id,
+                    practice_id=patient.practice_id,
+                    outcome="failure",
+                    detail={"failures": failures},
                 )
-            ]
+                return None, [
+                    Problem(
+                        ErrorCode.DATE_OF_BIRTH_MISMATCH,
+                        "the date of birth does not match",
+                        ("dateOfBirth",),
+                    )
+                ]
+    if refused:
+        return await _refused(actor, state.link, refused)
+    assert patient is not None and link is not None
 
     problems: list[Problem] = []
     chosen_username: str | None = None
@@ -161,38 +146,36 @@ async def redeem_token(
         return None, problems  # the link stays usable: nothing was written
 
     password_hash = await hasher.hash(password)
-    practice = await Practice.get(id=patient.practice_id)  # type: ignore[attr-defined]
+    await checkpoints.reached("redeem.hashed")
     try:
-        async with in_transaction():
-            await lock_patients([patient.id])
-            if not await consume(link.id):
-                # Lost the race, or the link expired while the password was hashed.
-                fresh = await LinkToken.get(id=link.id)
-                code = (
-                    ErrorCode.TOKEN_USED
-                    if fresh.used_at
-                    else (
-                        ErrorCode.TOKEN_EXPIRED
-                        if fresh.revoked_at is None
-                        else ErrorCode.TOKEN_INVALID
-                    )
-                )
-                raise ProblemError(Problem(code, "this link cannot be used", ("token",)))
-            account = await store_password(
-                patient=patient,
-                account=account,
+        async with patient_change(actor, [patient_id]) as change:
+            current = change.patient(patient_id)
+            if current is None or not await change.consume_link(link_id):
+                # Lost the race, or the link expired or was revoked while hashing.
+                _, error = await change.link(link_id)
+                raise ProblemError(Problem(error or ErrorCode.TOKEN_INVALID, CANNOT, ("token",)))
+            if link_problem(link, current, utcnow()) == ErrorCode.TOKEN_INVALID:
+                # Access ended (disabled, chart inactive) after the first look.
+                raise ProblemError(Problem(ErrorCode.TOKEN_INVALID, CANNOT, ("token",)))
+            fresh_account = change.account(patient_id)
+            if (fresh_account is None) != (account is None):
+                # An account appeared (or went) meanwhile: the username question was
+                # answered for the other case. Ask again with this link.
+                raise ProblemError(Problem(ErrorCode.TOKEN_INVALID, CANNOT, ("token",)))
+            account = await change.set_password(
+                current,
+                fresh_account,
                 username=chosen_username,
                 password_hash=password_hash,
                 origin=PasswordOrigin.PATIENT,
+                revoke_reason=RevokeReason.REDEEMED_OTHER,
             )
-            await revoke_links([patient.id], RevokeReason.REDEEMED_OTHER)
-            await revoke_sessions([patient.id])
-            await notify_password_changed(patient, practice.name, by_staff=False)
-            await audit.record(
-                actor,
+            # The patient is the actor of their own redemption.
+            await change.record(
+                actor.as_patient(patient_id, current.practice_id),
                 "link.redeemed",
-                patient_id=patient.id,
-                practice_id=patient.practice_id,  # type: ignore[attr-defined]
+                patient_id=patient_id,
+                practice_id=current.practice_id,
                 detail={
                     "purpose": link.purpose.value,
                     "account_created": chosen_username is not None,
@@ -201,13 +184,23 @@ async def redeem_token(
     except IntegrityError:
         return None, [username_taken()]
     except ProblemError as exc:
+        return await _refused(actor, link, exc.problems[0].code)
+    return account, []
+
+
+CANNOT = "this link cannot be used"
+
+
+async def _refused(
+    actor: Actor, link: LinkToken | None, code: ErrorCode
+) -> tuple[None, list[Problem]]:
+    if link is not None:
         await audit.record(
             actor,
             "link.redeem_refused",
-            patient_id=patient.id,
-            practice_id=patient.practice_id,
-            outcome="failure",  # type: ignore[attr-defined]
-            detail={"reason": exc.problems[0].code.value},
+            patient_id=link.patient_id,
+            practice_id=link.practice_id,
+            outcome="failure",
+            detail={"reason": code.value},
         )
-        return None, exc.problems
-    return account, []
+    return None, [Problem(code, CANNOT, ("token",))]

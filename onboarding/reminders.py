@@ -10,24 +10,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import structlog
-from tortoise.transactions import in_transaction
 
 from core.clock import utcnow
 from core.settings import Settings
-from mail import outbox
-from models import (
-    INVITABLE_CHART_STATUSES,
-    ActorType,
-    LinkPurpose,
-    LinkToken,
-    PortalAccount,
-    Practice,
-)
-from models.patient import lock_patients
-from onboarding import audit
+from models import ActorType, LinkPurpose, LinkToken
 from onboarding.actor import Actor
 from onboarding.invitations import invitation_message
-from onboarding.links import issue_links
+from onboarding.unit_of_work import patient_change, portal_usable
 
 log = structlog.get_logger("onboarding.reminders")
 SYSTEM = Actor(ActorType.SYSTEM, None, None, None, None)
@@ -47,44 +36,46 @@ async def send_due_reminders(settings: Settings, batch: int = 200) -> int:
             expires_at__gt=now,
             expires_at__lte=now + timedelta(minutes=settings.reminder_before_expiry_minutes),
         )
-        .select_related("patient")
         .limit(batch)
     )
     sent = 0
     for link in due:
-        patient = link.patient
-        eligible = (
-            patient.portal_enabled
-            and patient.chart_status in INVITABLE_CHART_STATUSES
-            and patient.email_key == link.sent_to.casefold()
-        )
-        async with in_transaction():
-            await lock_patients([patient.id])
+        async with patient_change(SYSTEM, [link.patient_id]) as change:
             claimed = await LinkToken.filter(
                 id=link.id, reminded_at=None, used_at=None, revoked_at=None
             ).update(reminded_at=now)
-            if not claimed or not eligible:
+            patient = change.patient(link.patient_id)
+            # Judged under the lock: a patient disabled, or whose address changed, since
+            # the link was sent gets no reminder.
+            if (
+                not claimed
+                or patient is None
+                or not portal_usable(patient)
+                or patient.email_key != link.sent_to.casefold()
+            ):
                 continue
-            has_password = await PortalAccount.filter(
-                patient_id=patient.id, password_hash__isnull=False
-            ).exists()
-            practice = await Practice.get(id=link.practice_id)
-            [fresh] = await issue_links(
-                practice_id=practice.id,
-                patients=[(patient.id, link.sent_to)],
+            account = change.account(patient.id)
+            [fresh] = await change.issue_links(
+                [(patient.id, link.sent_to)],
                 purpose=LinkPurpose.INVITATION,
                 ttl=settings.staff_link_ttl,
                 created_by=link.created_by_id,
+                is_reminder=True,
             )
-            await LinkToken.filter(id=fresh.link_id).update(is_reminder=True)
-            await outbox.enqueue(
+            practice = await change.practice()
+            await change.queue(
                 [
                     invitation_message(
-                        practice, patient, fresh, settings, reset=has_password, self_service=False
+                        practice,
+                        patient,
+                        fresh,
+                        settings,
+                        reset=account is not None and account.password_hash is not None,
+                        self_service=False,
                     )
                 ]
             )
-            await audit.record(
+            await change.record(
                 SYSTEM, "invitation.reminder_sent", patient_id=patient.id, practice_id=practice.id
             )
             sent += 1

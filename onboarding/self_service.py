@@ -12,24 +12,14 @@ import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from tortoise.transactions import in_transaction
-
 from core.clock import utcnow
 from core.settings import Settings
 from mail import compose, outbox
-from models import (
-    INVITABLE_CHART_STATUSES,
-    LinkPurpose,
-    LinkToken,
-    OutboxMessage,
-    Patient,
-    PortalAccount,
-    Practice,
-)
-from onboarding import audit
+from models import LinkPurpose, LinkToken, OutboxMessage, Patient
+from onboarding import audit, checkpoints
 from onboarding.actor import Actor
 from onboarding.invitations import invitation_message
-from onboarding.links import issue_links
+from onboarding.unit_of_work import patient_change, portal_usable
 
 NO_US_ZIP = "00000"
 _US_ZIP = re.compile(r"^\d{5}(-?\d{4})?$")
@@ -57,9 +47,22 @@ def zip_matches(on_file: str, typed: str) -> bool:
     return squash(on_file_c) == squash(typed_c) != ""
 
 
-async def find_claimed_patients(claim: IdentityClaim) -> list[Patient]:
+def satisfies(patient: Patient, claim: IdentityClaim) -> bool:
+    """Does this chart answer the claim, and may it use the portal?"""
+    return bool(
+        portal_usable(patient)
+        and patient.email_key == claim.email.strip().casefold()
+        and patient.zip_code
+        and patient.date_of_birth == claim.date_of_birth
+        and _name(patient.last_name) == _name(claim.last_name)
+        and zip_matches(patient.zip_code, claim.zip_code)
+    )
+
+
+async def find_claimed_patients(claim: IdentityClaim) -> list[int]:
     """Charts that satisfy the claim and are eligible, at most one per practice. A
-    practice whose address is on more than one chart yields none (SPEC 2.1)."""
+    practice whose address is on more than one chart yields none (SPEC 2.1). A first
+    look, outside any lock; the unit of work checks the claim again under it."""
     email_key = claim.email.strip().casefold()
     # A NUL byte is in no address, and PostgreSQL refuses one as a parameter.
     if not email_key or len(email_key) > 254 or "\x00" in email_key:
@@ -67,22 +70,12 @@ async def find_claimed_patients(claim: IdentityClaim) -> list[Patient]:
     candidates = await Patient.filter(email_key=email_key)
     by_practice: dict[int, list[Patient]] = {}
     for p in candidates:
-        by_practice.setdefault(p.practice_id, []).append(p)  # type: ignore[attr-defined]
-    matches = []
-    for charts in by_practice.values():
-        if len(charts) != 1:
-            continue
-        p = charts[0]
-        if (
-            p.chart_status in INVITABLE_CHART_STATUSES
-            and p.portal_enabled
-            and p.zip_code
-            and p.date_of_birth == claim.date_of_birth
-            and _name(p.last_name) == _name(claim.last_name)
-            and zip_matches(p.zip_code, claim.zip_code)
-        ):
-            matches.append(p)
-    return matches
+        by_practice.setdefault(p.practice_id, []).append(p)
+    return [
+        charts[0].id
+        for charts in by_practice.values()
+        if len(charts) == 1 and satisfies(charts[0], claim)
+    ]
 
 
 async def process_self_reset(actor: Actor, claim: IdentityClaim, settings: Settings) -> int:
@@ -90,46 +83,44 @@ async def process_self_reset(actor: Actor, claim: IdentityClaim, settings: Setti
     (for tests and logs only, never for the response)."""
     queued = 0
     cooldown = utcnow() - timedelta(minutes=settings.self_service_cooldown_minutes)
-    for patient in await find_claimed_patients(claim):
-        async with in_transaction():
-            # Lock the chart, then look: concurrent requests for one patient queue here, so
+    for patient_id in await find_claimed_patients(claim):
+        await checkpoints.reached("self_reset.before_lock")
+        async with patient_change(actor, [patient_id]) as change:
+            patient = change.patient(patient_id)
+            # Under the lock: the address the link goes to is the one on file now, and
             # a burst cannot slip several links past the cooldown (SECURITY ENUM-3).
-            await Patient.filter(id=patient.id).select_for_update().first()
+            if patient is None or not satisfies(patient, claim):
+                continue
             recent = await LinkToken.filter(
                 patient_id=patient.id, purpose=LinkPurpose.SELF_SERVICE, created_at__gt=cooldown
             ).exists()
-            outcome = "throttled" if recent else "queued"
             if not recent:
-                has_password = await PortalAccount.filter(
-                    patient_id=patient.id, password_hash__isnull=False
-                ).exists()
-                practice = await Practice.get(id=patient.practice_id)  # type: ignore[attr-defined]
-                links = await issue_links(
-                    practice_id=practice.id,
-                    patients=[(patient.id, patient.email or "")],
+                account = change.account(patient_id)
+                links = await change.issue_links(
+                    [(patient.id, patient.email or "")],
                     purpose=LinkPurpose.SELF_SERVICE,
                     ttl=settings.self_service_link_ttl,
                     created_by=None,
                 )
-                await outbox.enqueue(
+                await change.queue(
                     [
                         invitation_message(
-                            practice,
+                            await change.practice(),
                             patient,
                             links[0],
                             settings,
-                            reset=has_password,
+                            reset=account is not None and account.password_hash is not None,
                             self_service=True,
                         )
                     ]
                 )
                 queued += 1
-            await audit.record(
+            await change.record(
                 actor,
                 "self_reset.requested",
                 patient_id=patient.id,
-                practice_id=patient.practice_id,  # type: ignore[attr-defined]
-                outcome=outcome,
+                practice_id=patient.practice_id,
+                outcome="throttled" if recent else "queued",
             )
     if not queued:
         # Recorded without a patient: the request itself is an event (LOG-2), and
@@ -141,40 +132,41 @@ async def process_self_reset(actor: Actor, claim: IdentityClaim, settings: Setti
 async def process_username_reminder(actor: Actor, claim: IdentityClaim, settings: Settings) -> int:
     queued = 0
     cooldown = utcnow() - timedelta(minutes=settings.self_service_cooldown_minutes)
-    for patient in await find_claimed_patients(claim):
-        account = await PortalAccount.filter(patient_id=patient.id).first()
-        if account is None:
-            continue
-        practice = await Practice.get(id=patient.practice_id)  # type: ignore[attr-defined]
-        draft = compose.username_reminder(
-            practice_name=practice.name,
-            first_name=patient.first_name,
-            username=account.username,
-        )
-        async with in_transaction():
-            # As for links: lock the chart before the cooldown check (SECURITY ENUM-3).
-            await Patient.filter(id=patient.id).select_for_update().first()
+    for patient_id in await find_claimed_patients(claim):
+        async with patient_change(actor, [patient_id]) as change:
+            patient = change.patient(patient_id)
+            account = change.account(patient_id)
+            # As for links: decided under the lock (SECURITY ENUM-3).
+            if patient is None or account is None or not satisfies(patient, claim):
+                continue
             recent = await OutboxMessage.filter(
                 patient_id=patient.id, kind="username_reminder", created_at__gt=cooldown
             ).exists()
-            if not recent:
-                await outbox.enqueue(
-                    [
-                        outbox.message(
-                            practice_id=practice.id,
-                            patient_id=patient.id,
-                            to_addr=patient.email or "",
-                            draft=draft,
-                        )
-                    ]
-                )
-                await audit.record(
-                    actor,
-                    "username_reminder.requested",
-                    patient_id=patient.id,
-                    practice_id=practice.id,
-                )
-                queued += 1
+            if recent:
+                continue
+            practice = await change.practice()
+            draft = compose.username_reminder(
+                practice_name=practice.name,
+                first_name=patient.first_name,
+                username=account.username,
+            )
+            await change.queue(
+                [
+                    outbox.message(
+                        practice_id=practice.id,
+                        patient_id=patient.id,
+                        to_addr=patient.email or "",
+                        draft=draft,
+                    )
+                ]
+            )
+            await change.record(
+                actor,
+                "username_reminder.requested",
+                patient_id=patient.id,
+                practice_id=practice.id,
+            )
+            queued += 1
     if not queued:
         await audit.record(actor, "username_reminder.requested", outcome="no_mail")
     return queued

@@ -49,5 +49,4 @@ async def change_password(info: Info, input: ChangePasswordInput) -> ChangePassw
         return ChangePasswordPayload(
             ok=False, session_token=None, user_errors=user_errors(result.problems)
         )
-    ctx.services.mail_queued()
     return ChangePasswordPayload(ok=True, session_token=result.session_token, user_errors=[])

@@ -56,5 +56,4 @@ async def redeem_token(info: Info, input: RedeemTokenInput) -> RedeemTokenPayloa
     )
     if problems or account is None:
         return RedeemTokenPayload(account=None, user_errors=user_errors(problems))
-    ctx.services.mail_queued()
     return RedeemTokenPayload(account=RedeemedAccount(username=account.username), user_errors=[])

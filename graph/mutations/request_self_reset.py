@@ -15,10 +15,7 @@ async def request_self_reset(info: Info, input: IdentityInput) -> SelfServicePay
     # The answer is decided here, before any lookup: the work runs after the response
     # so neither its body nor its timing tells whether a chart matched (ENUM-1/2).
     if claim is not None and allowed:
-
-        async def work() -> None:
-            if await process_self_reset(ctx.actor, claim, ctx.settings):
-                ctx.services.mail_queued()
-
-        ctx.services.background.spawn(work(), "self_reset")
+        ctx.services.background.spawn(
+            process_self_reset(ctx.actor, claim, ctx.settings), "self_reset"
+        )
     return answer(allowed)

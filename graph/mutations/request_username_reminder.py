@@ -15,10 +15,7 @@ async def request_username_reminder(info: Info, input: IdentityInput) -> SelfSer
     claim = input.claim()
     allowed = await within_budget(info, claim)
     if claim is not None and allowed:
-
-        async def work() -> None:
-            if await process_username_reminder(ctx.actor, claim, ctx.settings):
-                ctx.services.mail_queued()
-
-        ctx.services.background.spawn(work(), "username_reminder")
+        ctx.services.background.spawn(
+            process_username_reminder(ctx.actor, claim, ctx.settings), "username_reminder"
+        )
     return answer(allowed)

@@ -66,8 +66,6 @@ async def send_invitation(info: Info, input: SendInvitationInput) -> SendInvitat
         settings=ctx.settings,
     )
     rows = outcome.results
-    if not request.dry_run and any(r.invitation and not r.problems for r in rows):
-        ctx.services.mail_queued()
     patients = await load_patients(info, [r.patient_id for r in rows if r.patient_id])
     return SendInvitationPayload(
         results=[

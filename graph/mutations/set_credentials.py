@@ -30,7 +30,15 @@ class SetCredentialsPayload:
 @strawberry.mutation(description="Set a username and optionally a password by hand (staff).")
 async def set_credentials(info: Info, input: SetCredentialsInput) -> SetCredentialsPayload:
     ctx = info.context
-    ctx.require_staff()
+    staff = ctx.require_staff()
+    # Per staff user: each call can test whether a username is taken deployment-wide.
+    if not await ctx.services.limiter.allow("set_credentials", f"staff:{staff.id}"):
+        return SetCredentialsPayload(
+            account=None,
+            user_errors=user_errors(
+                [Problem(ErrorCode.RATE_LIMITED, "too many attempts; try again later")]
+            ),
+        )
     pid = parse_id(input.patient_id)
     if pid is None:
         return SetCredentialsPayload(
@@ -49,8 +57,6 @@ async def set_credentials(info: Info, input: SetCredentialsInput) -> SetCredenti
     )
     if result.problems or result.account is None:
         return SetCredentialsPayload(account=None, user_errors=user_errors(result.problems))
-    if result.mail_queued:
-        ctx.services.mail_queued()
     account = result.account
     return SetCredentialsPayload(
         account=PortalAccount.from_row(

@@ -65,6 +65,5 @@ async def update_patient(info: Info, input: UpdatePatientInput) -> UpdatePatient
     )
     if problems or patient_id is None:
         return UpdatePatientPayload(patient=None, user_errors=user_errors(problems))
-    ctx.services.mail_queued()  # an email change notifies the old address (NOTIF-1)
     patients = await load_patients(info, [patient_id])
     return UpdatePatientPayload(patient=patients[patient_id], user_errors=[])

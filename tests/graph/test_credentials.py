@@ -152,11 +152,15 @@ async def test_set_credentials_changes_an_existing_username(api: Api, staff: Sta
     assert payload["userErrors"] == []
 
 
-async def test_set_credentials_own_email_as_username(api: Api, staff: Staff) -> None:
+async def test_staff_cannot_choose_an_email_username_even_the_patients_own(
+    api: Api, staff: Staff
+) -> None:
+    """Only the patient, redeeming a link sent to that address, takes an email-shaped
+    username: staff asking would learn whether the address is a username anywhere."""
     pid = await enabled_patient(api, staff.token, n=1)
     payload = await set_credentials(api, staff.token, pid, "Avery.Quinn1@example.com")
-    assert payload["userErrors"] == []
-    assert payload["account"]["username"] == "Avery.Quinn1@example.com"
+    assert payload["account"] is None
+    assert codes(payload) == [("USERNAME_INVALID", ["username"])]
 
 
 # --- setCredentials: errors -----------------------------------------------------------------
@@ -354,29 +358,18 @@ async def test_username_available_invalid(api: Api, staff: Staff) -> None:
         assert check["reason"]
 
 
-async def test_email_username_valid_only_as_the_patients_own_address(
-    api: Api, staff: Staff
-) -> None:
+async def test_email_usernames_are_never_valid_for_staff(api: Api, staff: Staff) -> None:
     # given a patient with an email on file, and another with a different one
     pid = await enabled_patient(api, staff.token, n=1)
     other = await enabled_patient(api, staff.token, n=2)
     address = "Avery.Quinn1@Example.com"
 
-    # then without patientId an email-address username is not valid
-    anonymous = await username_available(api, staff.token, address)
-    assert anonymous["valid"] is False
-    assert anonymous["available"] is False
-    assert anonymous["reason"]
-    # with the patient's own id it is valid (case-insensitively)
-    assert await username_available(api, staff.token, address, pid) == {
-        "valid": True,
-        "available": True,
-        "reason": None,
-    }
-    # with another patient's id, or an unknown one, it is not
-    assert (await username_available(api, staff.token, address, other))["valid"] is False
-    assert (await username_available(api, staff.token, address, "999999"))["valid"] is False
-    assert (await username_available(api, staff.token, address, "abc"))["valid"] is False
+    # then an email-address username is not valid for staff, whichever patient is named:
+    # the answer must not depend on whether the address is anyone's username
+    for patient_id in (None, pid, other, "999999", "abc"):
+        check = await username_available(api, staff.token, address, patient_id)
+        assert (check["valid"], check["available"]) == (False, False), patient_id
+        assert "email address" in check["reason"]
 
 
 async def test_email_username_of_another_practices_patient_is_not_valid(

@@ -1,0 +1,515 @@
+"""One owner for a patient's portal state.
+
+Every change to a patient's portal switch, account, password, sessions or links goes
+through :func:`patient_change`::
+
+    async with patient_change(actor, [patient_id]) as change:
+        patient = change.patient(patient_id)      # read inside the lock
+        if not change.portal_usable(patient): ...  # so the rule holds at the write
+        await change.set_password(...)
+
+It opens a transaction, locks the patients' rows in id order (one lock order for every
+workflow, so two of them can never deadlock), and reads chart and account state *after*
+the lock. The rules about a patient are checked on what it read, never on a copy read
+before: slow work (argon2, SMTP) happens outside, and its result is applied only when
+what it was based on still holds (the caller compares, e.g. the password hash it
+verified against the one read here).
+
+The change owns each step that would otherwise be spelled in several places: issuing
+and revoking links (one implementation, always with a reason), storing a new password
+(with its consequences: links and sessions revoked, the patient told), sessions,
+failure counting and lock-out, queueing mail and writing audit events. After commit it
+wakes the mail dispatcher (:func:`mail.outbox.announce`); resolvers never do.
+
+Events for the EMR (SPEC 8.7) belong in :meth:`PatientChange.record`: every state change
+passes there, in the transaction that makes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from tortoise import connections
+from tortoise.expressions import F
+from tortoise.transactions import in_transaction
+
+from core.clock import utcnow
+from core.secrets import digest, new_token
+from core.settings import Settings
+from mail import compose, outbox
+from models import (
+    INVITABLE_CHART_STATUSES,
+    DeliveryStatus,
+    LinkPurpose,
+    LinkToken,
+    PasswordOrigin,
+    Patient,
+    PatientSession,
+    PortalAccount,
+    Practice,
+    RevokeReason,
+)
+from models.bulk import id_list, id_list_value, insert_rows, set_column
+from onboarding import audit
+from onboarding.actor import Actor
+from onboarding.errors import ErrorCode
+from onboarding.sql import Params
+
+SESSION_PREFIX = "ses_"
+
+
+@dataclass(frozen=True)
+class IssuedLink:
+    """The raw token exists only here, on its way into the message."""
+
+    patient_id: int
+    link_id: int
+    token: str
+    expires_at: datetime
+    sent_to: str
+
+
+LINK_COLUMNS = (
+    ("practice_id", "int"),
+    ("patient_id", "int"),
+    ("digest", "text"),
+    ("purpose", "text"),
+    ("sent_to", "text"),
+    ("created_by_id", "int"),
+    ("created_at", "timestamptz"),
+    ("expires_at", "timestamptz"),
+    ("delivery_status", "text"),
+    ("dob_failures", "int"),
+    ("is_reminder", "bool"),
+)
+
+
+def portal_usable(patient: Patient) -> bool:
+    """The one spelling of "this chart may use the portal": access enabled and a chart
+    that is neither inactive nor deceased."""
+    return bool(patient.portal_enabled) and patient.chart_status in INVITABLE_CHART_STATUSES
+
+
+def temporary_expired(account: PortalAccount, settings: Settings, now: datetime) -> bool:
+    """A staff-set password never used stops working its lifetime after staff set it
+    (SPEC 7.6). "Used" means a login with this password: a login from before staff set
+    it does not count, so a returning patient gets no longer-lived one."""
+    set_at = account.password_set_at
+    return (
+        account.password_origin == PasswordOrigin.STAFF
+        and set_at is not None
+        and set_at <= now - timedelta(days=settings.temporary_password_ttl_days)
+        and (account.last_login_at is None or account.last_login_at < set_at)
+    )
+
+
+def locked(account: PortalAccount, now: datetime) -> bool:
+    return account.locked_until is not None and account.locked_until > now
+
+
+def link_problem(
+    link: LinkToken | None, patient: Patient | None, now: datetime
+) -> ErrorCode | None:
+    """Why a link cannot be used, or None. Unknown, revoked and disabled-patient links all
+    answer TOKEN_INVALID: a holder learns nothing about the patient."""
+    if link is None or link.revoked_at is not None:
+        return ErrorCode.TOKEN_INVALID
+    if link.used_at is not None:
+        return ErrorCode.TOKEN_USED
+    if link.expires_at <= now:
+        return ErrorCode.TOKEN_EXPIRED
+    if patient is None or not portal_usable(patient):
+        return ErrorCode.TOKEN_INVALID
+    return None
+
+
+async def _lock(patient_ids: Sequence[int], practice_id: int | None) -> None:
+    """Row locks on the patients, in id order. SQLite has no row locks: its writers are
+    serialised by the database lock (and, in process, by Tortoise's connection lock), so
+    the transaction alone gives the same guarantee."""
+    conn = connections.get("default")
+    if not patient_ids or conn.capabilities.dialect != "postgres":
+        return
+    sql = "SELECT id FROM patient WHERE id = ANY($1::int[])"
+    values: list[Any] = [list(patient_ids)]
+    if practice_id is not None:
+        sql += " AND practice_id = $2"
+        values.append(practice_id)
+    await conn.execute_query(sql + " ORDER BY id FOR UPDATE", values)
+
+
+@dataclass
+class PatientChange:
+    actor: Actor
+    practice_id: int | None
+    ids: list[int]
+    patients: dict[int, Patient] = field(default_factory=dict)
+    accounts: dict[int, PortalAccount] = field(default_factory=dict)
+    mail_queued: bool = False
+    _practice: Practice | None = None
+
+    # -- reads (inside the lock) ----------------------------------------------------
+
+    def patient(self, patient_id: int) -> Patient | None:
+        return self.patients.get(patient_id)
+
+    def account(self, patient_id: int) -> PortalAccount | None:
+        return self.accounts.get(patient_id)
+
+    async def practice(self) -> Practice:
+        if self._practice is None:
+            practice_id = self.practice_id
+            if practice_id is None:
+                practice_id = next(iter(self.patients.values())).practice_id
+            self._practice = await Practice.get(id=practice_id)
+        return self._practice
+
+    async def link(self, link_id: int) -> tuple[LinkToken | None, ErrorCode | None]:
+        """The link as it is now, and why it cannot be used (None: usable)."""
+        link = await LinkToken.filter(id=link_id).first()
+        patient = self.patient(link.patient_id) if link is not None else None
+        return link, link_problem(link, patient, utcnow())
+
+    # -- the portal switch ---------------------------------------------------------
+
+    async def enable_portal(self, patient_ids: Sequence[int]) -> list[int]:
+        """Enable access for those of these patients whose chart may have it; returns the
+        ids that changed."""
+        ids = [
+            pid
+            for pid in patient_ids
+            if (p := self.patient(pid)) is not None
+            and not p.portal_enabled
+            and p.chart_status in INVITABLE_CHART_STATUSES
+        ]
+        if ids:
+            await Patient.filter(id__in=ids).update(portal_enabled=True)
+            for pid in ids:
+                self.patients[pid].portal_enabled = True
+        return ids
+
+    async def disable_portal(self, patient_ids: Sequence[int], reason: RevokeReason) -> None:
+        """Access ends with everything that grants it: links and sessions (TOK-5)."""
+        if not patient_ids:
+            return
+        await Patient.filter(id__in=list(patient_ids)).update(portal_enabled=False)
+        for pid in patient_ids:
+            if pid in self.patients:
+                self.patients[pid].portal_enabled = False
+        await self.revoke_links(patient_ids, reason)
+        await self.revoke_sessions(patient_ids)
+
+    # -- links ---------------------------------------------------------------------
+
+    async def revoke_links(
+        self, patient_ids: Sequence[int], reason: RevokeReason, *, keep: Sequence[int] = ()
+    ) -> None:
+        """Revoke every outstanding link of these patients but those in ``keep`` (one
+        statement, one parameter for the ids: a bulk invitation revokes for 10,000)."""
+        if not patient_ids:
+            return
+        conn = connections.get("default")
+        params = Params(conn.capabilities.dialect)
+        dialect = params.dialect
+        now, why = params(utcnow()), params(reason.value)
+        ids = id_list(dialect, "patient_id", params(id_list_value(dialect, patient_ids)))
+        sql = (
+            f"UPDATE link_token SET revoked_at = {now}, revoke_reason = {why}"  # noqa: S608
+            f" WHERE {ids} AND used_at IS NULL AND revoked_at IS NULL"
+        )
+        if keep:
+            sql += f" AND NOT ({id_list(dialect, 'id', params(id_list_value(dialect, keep)))})"
+        await conn.execute_query(sql, params.values)
+
+    async def revoke_link(self, link_id: int, reason: RevokeReason) -> bool:
+        """Revoke one link if it is still outstanding (a bounce, too many wrong dates)."""
+        changed = await LinkToken.filter(id=link_id, used_at=None, revoked_at=None).update(
+            revoked_at=utcnow(), revoke_reason=reason
+        )
+        return changed > 0
+
+    async def issue_links(
+        self,
+        patients: Sequence[tuple[int, str]],
+        *,
+        purpose: LinkPurpose,
+        ttl: timedelta,
+        created_by: int | None,
+        is_reminder: bool = False,
+    ) -> list[IssuedLink]:
+        """One new link per (patient id, address), in bulk statements; older outstanding
+        links of these patients are revoked, so each has at most one usable link."""
+        if not patients:
+            return []
+        now = utcnow()
+        expires_at = now + ttl
+        patient_ids = [pid for pid, _ in patients]
+        tokens = {pid: new_token() for pid in patient_ids}
+        digests = {pid: digest(tokens[pid]) for pid in patient_ids}
+        practice_of = {pid: self.patients[pid].practice_id for pid in patient_ids}
+        inserted = await insert_rows(
+            LinkToken._meta.db_table,
+            LINK_COLUMNS,
+            [
+                (
+                    practice_of[pid],
+                    pid,
+                    digests[pid],
+                    purpose.value,
+                    address,
+                    created_by,
+                    now,
+                    expires_at,
+                    DeliveryStatus.QUEUED.value,
+                    0,
+                    is_reminder,
+                )
+                for pid, address in patients
+            ],
+            returning="id, digest",
+        )
+        if inserted is not None:
+            ids = {row["digest"]: row["id"] for row in inserted}
+        else:  # SQLite: read the new ids back by their unique digests
+            ids = {}
+            wanted = list(digests.values())
+            for start in range(0, len(wanted), 1000):
+                chunk = wanted[start : start + 1000]
+                for link_id, link_digest in await LinkToken.filter(digest__in=chunk).values_list(
+                    "id", "digest"
+                ):
+                    ids[link_digest] = link_id
+        new_ids = {pid: ids[digests[pid]] for pid in patient_ids}
+        await set_column("patient", "last_link_id", "int", new_ids)
+        # Revoked after the patients point at their new links: the trigger that copies a
+        # link's state onto its patient (migration 0006) then has nothing to copy for these
+        # older links, instead of rewriting 10,000 patient rows a second time.
+        await self.revoke_links(patient_ids, RevokeReason.SUPERSEDED, keep=list(new_ids.values()))
+        return [
+            IssuedLink(pid, new_ids[pid], tokens[pid], expires_at, address)
+            for pid, address in patients
+        ]
+
+    async def consume_link(self, link_id: int) -> bool:
+        """Mark the link used; True for exactly one caller."""
+        now = utcnow()
+        changed = await LinkToken.filter(
+            id=link_id, used_at=None, revoked_at=None, expires_at__gt=now
+        ).update(used_at=now)
+        # > 0, not == 1: on SQLite Tortoise counts the rows the patient trigger changes too.
+        return changed > 0
+
+    async def count_dob_failure(self, link_id: int, max_failures: int) -> int:
+        """Count a wrong date of birth; the ``max_failures``-th revokes the link. The
+        caller holds the lock and saw the link usable, so the count read back is exact."""
+        await LinkToken.filter(id=link_id).update(dob_failures=F("dob_failures") + 1)
+        link = await LinkToken.get(id=link_id).only("id", "dob_failures")
+        if link.dob_failures >= max_failures:
+            await self.revoke_link(link_id, RevokeReason.TOO_MANY_ATTEMPTS)
+        return link.dob_failures
+
+    # -- passwords and sessions ----------------------------------------------------
+
+    async def set_password(
+        self,
+        patient: Patient,
+        account: PortalAccount | None,
+        *,
+        username: str | None,
+        password_hash: str | None,
+        origin: PasswordOrigin,
+        revoke_reason: RevokeReason = RevokeReason.PASSWORD_SET,
+    ) -> PortalAccount:
+        """Create or update the account. A new password clears a lock-out, revokes the
+        patient's outstanding links (they belong to the old password, TOK-5) and every
+        session, and tells the patient (never the password, NOTIF-1). A duplicate
+        username surfaces as IntegrityError from the unique index (race-safe)."""
+        now = utcnow()
+        columns: dict[str, Any] = {}
+        if username is not None:
+            columns["username"] = username
+            columns["username_key"] = username.casefold()
+        if password_hash is not None:
+            columns.update(
+                password_hash=password_hash,
+                password_origin=origin,
+                password_set_at=now,
+                must_change_password=origin is PasswordOrigin.STAFF,
+                failed_logins=0,
+                locked_until=None,
+            )
+        if account is None:
+            assert username is not None
+            account = await PortalAccount.create(patient_id=patient.id, **columns)
+        elif columns:
+            # Only the columns this change decides: a stale copy of the rest is never
+            # written back over a concurrent change.
+            await PortalAccount.filter(id=account.id).update(**columns)
+            for key, value in columns.items():
+                setattr(account, key, value)
+        self.accounts[patient.id] = account
+        if password_hash is not None:
+            await self.revoke_links([patient.id], revoke_reason)
+            await self.revoke_sessions([patient.id])
+            await self._notify_password_changed(patient, by_staff=origin is PasswordOrigin.STAFF)
+        return account
+
+    async def _notify_password_changed(self, patient: Patient, *, by_staff: bool) -> None:
+        if not patient.email:
+            return
+        practice = await self.practice()
+        draft = compose.password_changed(
+            practice_name=practice.name,
+            first_name=patient.first_name,
+            by_staff=by_staff,
+            when=utcnow(),
+        )
+        await self.queue(
+            [
+                outbox.message(
+                    practice_id=patient.practice_id,
+                    patient_id=patient.id,
+                    to_addr=patient.email,
+                    draft=draft,
+                )
+            ]
+        )
+
+    async def start_session(
+        self, account: PortalAccount, settings: Settings, *, new_hash: str | None = None
+    ) -> str:
+        """A successful login: failures forgotten, the login time kept, the hash upgraded
+        when its parameters are old (rehash on login), and a session opened."""
+        now = utcnow()
+        columns: dict[str, Any] = {"failed_logins": 0, "locked_until": None, "last_login_at": now}
+        if new_hash:
+            columns["password_hash"] = new_hash
+        await PortalAccount.filter(id=account.id).update(**columns)
+        for key, value in columns.items():
+            setattr(account, key, value)
+        return await self.create_session(account, settings)
+
+    async def create_session(self, account: PortalAccount, settings: Settings) -> str:
+        """Sessions are opened only here, after the caller re-checked the account under
+        the lock. A must-change account's session may only change the password."""
+        token = SESSION_PREFIX + new_token()
+        await PatientSession.create(
+            account_id=account.id,
+            token_digest=digest(token),
+            full_access=not account.must_change_password,
+            expires_at=utcnow() + timedelta(minutes=settings.session_ttl_minutes),
+        )
+        return token
+
+    async def revoke_sessions(self, patient_ids: Sequence[int]) -> None:
+        if patient_ids:
+            await PatientSession.filter(
+                account__patient_id__in=list(patient_ids), revoked_at=None
+            ).update(revoked_at=utcnow())
+
+    async def session_live(self, session_id: int) -> bool:
+        return await PatientSession.filter(
+            id=session_id, revoked_at=None, expires_at__gt=utcnow()
+        ).exists()
+
+    async def count_login_failure(
+        self, account: PortalAccount, settings: Settings, *, reason: str, count: bool = True
+    ) -> None:
+        """Count a wrong password (login or changePassword). The lock makes the count
+        exact: the ``lockout_threshold``-th failure locks the account, whatever runs at
+        the same time, and a locked account's guesses are not counted (they are refused
+        like a wrong password, and cannot extend or clear the lock)."""
+        now = utcnow()
+        patient_id = account.patient_id
+        practice_id = self.patients[patient_id].practice_id
+        if locked(account, now):
+            reason = "locked"
+        elif count:
+            failures = account.failed_logins + 1
+            columns: dict[str, Any] = {"failed_logins": failures}
+            if failures >= settings.lockout_threshold:
+                columns = {
+                    "failed_logins": 0,
+                    "locked_until": now + timedelta(minutes=settings.lockout_minutes),
+                }
+            await PortalAccount.filter(id=account.id).update(**columns)
+            for key, value in columns.items():
+                setattr(account, key, value)
+        await self.record(
+            self.actor,
+            "password.change_failed" if reason == "change_password" else "login.failed",
+            patient_id=patient_id,
+            practice_id=practice_id,
+            outcome="failure",
+            detail={"reason": reason},
+        )
+        if count and reason != "locked" and locked(account, now):
+            await self.record(
+                self.actor,
+                "login.locked_out",
+                patient_id=patient_id,
+                practice_id=practice_id,
+                outcome="failure",
+            )
+
+    # -- mail and audit ------------------------------------------------------------
+
+    async def queue(self, messages: Sequence[outbox.Queued]) -> None:
+        if messages:
+            await outbox.enqueue(messages)
+            self.mail_queued = True
+
+    async def record(self, actor: Actor, action: str, **kwargs: Any) -> None:
+        """Audit one change. Events for the EMR (SPEC 8.7) are emitted here."""
+        await audit.record(actor, action, **kwargs)
+
+    async def record_many(self, actor: Actor, action: str, patient_ids: Sequence[int]) -> None:
+        await audit.record_many(actor, action, patient_ids)
+
+
+BULK_FIELDS = (
+    "id",
+    "practice_id",
+    "first_name",
+    "email",
+    "email_key",
+    "chart_status",
+    "portal_enabled",
+)
+
+
+@asynccontextmanager
+async def patient_change(
+    actor: Actor,
+    patient_ids: Sequence[int],
+    *,
+    practice_id: int | None = None,
+    bulk: bool = False,
+) -> AsyncIterator[PatientChange]:
+    """Lock these patients (of ``practice_id`` when given: other practices' ids are
+    neither locked nor read), read them and their accounts inside the lock, and yield the
+    change. ``bulk`` reads only the columns the bulk actions need and no accounts (a
+    10,000-patient invitation). Mail queued by the change leaves after commit."""
+    ids = sorted(set(patient_ids))
+    change = PatientChange(actor, practice_id, ids)
+    async with in_transaction():
+        await _lock(ids, practice_id)
+        if ids:
+            query = Patient.filter(id__in=ids)
+            if practice_id is not None:
+                query = query.filter(practice_id=practice_id)
+            if bulk:
+                query = query.only(*BULK_FIELDS)
+            change.patients = {p.id: p for p in await query}
+            if not bulk and change.patients:
+                change.accounts = {
+                    a.patient_id: a
+                    for a in await PortalAccount.filter(patient_id__in=list(change.patients))
+                }
+        yield change
+    if change.mail_queued:
+        outbox.announce()
