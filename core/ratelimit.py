@@ -27,7 +27,7 @@ class RateLimiter:
         else:
             uri = "async+memory://"
         self.storage = storage_from_string(uri)
-        self.strategy = MovingWindowRateLimiter(self.storage)  # type: ignore[arg-type]
+        self.strategy = MovingWindowRateLimiter(self.storage)
         self.limits: dict[str, RateLimitItem] = {
             "login": parse(settings.rate_limit_login),
             "token": parse(settings.rate_limit_token),

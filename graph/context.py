@@ -4,15 +4,14 @@ and request id for audit, and the app's services."""
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.types import Info as StrawberryInfo
 
 from core.secrets import digest
-from graph.errors import Unauthenticated
+from graph.errors import PasswordChangeRequired, Unauthenticated
 from graph.services import Services
 from models import ActorType, PatientSession, StaffUser
 from onboarding.actor import Actor
@@ -56,10 +55,9 @@ class Context:
     session: PatientSession | None
     client_addr: str | None
     request_id: str
-    cache: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def settings(self):  # type: ignore[no-untyped-def]
+    def settings(self):
         return self.services.settings
 
     @property
@@ -68,7 +66,7 @@ class Context:
             return Actor(
                 ActorType.STAFF,
                 self.staff.id,
-                self.staff.practice_id,  # type: ignore[attr-defined]
+                self.staff.practice_id,
                 self.client_addr,
                 self.request_id,
             )
@@ -87,9 +85,19 @@ class Context:
             raise Unauthenticated()
         return self.staff
 
+    def require_patient(self, *, restricted_ok: bool = False) -> PatientSession:
+        """The caller's patient session. A session opened with a staff-set password
+        (``full_access`` false) passes only where ``restricted_ok``: changePassword and
+        logout (SECURITY NOTIF-2)."""
+        if self.session is None:
+            raise Unauthenticated("A valid patient session is required.")
+        if not self.session.full_access and not restricted_ok:
+            raise PasswordChangeRequired()
+        return self.session
+
     @property
     def practice_id(self) -> int:
-        return self.require_staff().practice_id  # type: ignore[attr-defined,no-any-return]
+        return self.require_staff().practice_id
 
 
 async def authenticate(request: Request) -> tuple[StaffUser | None, PatientSession | None]:

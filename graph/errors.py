@@ -42,6 +42,16 @@ class Unauthenticated(GraphQLError):
         super().__init__(message, extensions={"code": "UNAUTHENTICATED"})
 
 
+class PasswordChangeRequired(GraphQLError):
+    """A session opened with a staff-set password may only change it (or log out)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Change the password first: this session may only call changePassword or logout.",
+            extensions={"code": ErrorCode.PASSWORD_CHANGE_REQUIRED.value},
+        )
+
+
 class RateLimited(GraphQLError):
     """A query (which has no payload for userErrors) over its rate budget."""
 

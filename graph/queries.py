@@ -22,11 +22,11 @@ from graph.types.onboarding import (
     StatusCount,
     connection_from_page,
 )
-from graph.types.patient import Patient
+from graph.types.patient import Patient, PortalAccount
 from models import AuditEvent as AuditEventModel
 from models import Patient as PatientModel
 from onboarding.credentials import check_username
-from onboarding.listing import BadCursor, PatientReader
+from onboarding.listing import AccountRow, BadCursor, PatientReader
 from onboarding.redemption import token_info
 from onboarding.stats import funnel
 from onboarding.validation import parse_id
@@ -98,6 +98,21 @@ class Query:
         except BadCursor as exc:
             raise BadRequest(str(exc)) from exc
         return connection_from_page(patient_reader, data, page.rows, page.has_next_page)
+
+    @strawberry.field(
+        description="The logged-in patient's own account (patient session bearer). A session"
+        " opened with a staff-set password gets PASSWORD_CHANGE_REQUIRED until it is changed."
+    )
+    async def me(self, info: Info) -> PortalAccount:
+        account = info.context.require_patient().account
+        return PortalAccount.from_row(
+            AccountRow(
+                username=account.username,
+                must_change_password=account.must_change_password,
+                last_login_at=account.last_login_at,
+                locked=False,
+            )
+        )
 
     @strawberry.field(description="Is this username valid and free? (staff; rate-limited)")
     async def username_available(

@@ -65,7 +65,7 @@ def build_schema(settings: Settings) -> Schema:
         *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
         OneCredentialOperation,
     ]
-    extensions: list = [  # type: ignore[type-arg]
+    extensions: list = [
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: AddValidationRules(rules),
         lambda: MaskErrors(should_mask_error=should_mask, error_message="Unexpected error."),

@@ -13,12 +13,12 @@ class RunPerDialect(ops.RunSQL):
         super().__init__(sql="")
         self.statements = statements
 
-    async def database_forward(self, app_label, old_state, new_state, state_editor=None):  # type: ignore[no-untyped-def]
+    async def database_forward(self, app_label, old_state, new_state, state_editor=None):
         if state_editor is None:
             return
         client = state_editor.client
         for statement in self.statements.get(client.capabilities.dialect, []):
             await client.execute_script(statement)
 
-    async def database_backward(self, app_label, old_state, new_state, state_editor=None):  # type: ignore[no-untyped-def]
+    async def database_backward(self, app_label, old_state, new_state, state_editor=None):
         raise NotImplementedError("not reversible")

@@ -33,7 +33,7 @@ class OutboxMessage(Model):
     )
     kind = fields.CharField(max_length=32)
     to_addr = fields.CharField(max_length=254)
-    params: dict = fields.JSONField(default=dict, db_default="{}")  # type: ignore[assignment]
+    params: dict = fields.JSONField(default=dict, db_default="{}")
     status = fields.CharEnumField(OutboxStatus, max_length=8, default=OutboxStatus.PENDING)
     attempts = fields.IntField(default=0)
     next_attempt_at = fields.DatetimeField()

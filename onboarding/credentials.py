@@ -67,7 +67,7 @@ async def check_username(username: str, *, patient_id: int | None = None) -> Use
     if reason:
         return UsernameCheck(False, False, reason)
     holder = await PortalAccount.filter(username_key=username_key(username)).first()
-    if holder is not None and holder.patient_id != patient_id:  # type: ignore[attr-defined]
+    if holder is not None and holder.patient_id != patient_id:
         return UsernameCheck(True, False, "already taken")
     return UsernameCheck(True, True, None)
 

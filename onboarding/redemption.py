@@ -45,7 +45,7 @@ async def _dob_required(link: LinkToken, account: PortalAccount | None, settings
     if patient.email_changed_at and patient.email_changed_at > utcnow() - RECENT_EMAIL_CHANGE:
         return True
     if patient.email_key:
-        shared = await shared_address_counts(patient.practice_id, [patient.email_key])  # type: ignore[attr-defined]
+        shared = await shared_address_counts(patient.practice_id, [patient.email_key])
         if shared.get(patient.email_key, 0) > 1:
             return True
     return False
@@ -56,7 +56,7 @@ async def token_info(token: str, settings: Settings) -> TokenInfo:
     if state.error or state.link is None:
         return TokenInfo(False, state.error, False, None, None, False)
     link = state.link
-    account = await PortalAccount.filter(patient_id=link.patient_id).first()  # type: ignore[attr-defined]
+    account = await PortalAccount.filter(patient_id=link.patient_id).first()
     return TokenInfo(
         valid=True,
         error=None,

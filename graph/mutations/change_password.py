@@ -3,7 +3,7 @@ from __future__ import annotations
 import strawberry
 
 from graph.context import Info
-from graph.errors import Unauthenticated, UserError, user_errors
+from graph.errors import UserError, user_errors
 from onboarding.errors import ErrorCode, Problem
 from onboarding.login import change_password as change
 
@@ -26,9 +26,8 @@ class ChangePasswordPayload:
 @strawberry.mutation(description="Change the password of the logged-in patient (session bearer).")
 async def change_password(info: Info, input: ChangePasswordInput) -> ChangePasswordPayload:
     ctx = info.context
-    if ctx.session is None:
-        raise Unauthenticated("A valid patient session is required.")
-    account_key = f"session-account:{ctx.session.account.id}"
+    session = ctx.require_patient(restricted_ok=True)
+    account_key = f"session-account:{session.account.id}"
     if not await ctx.services.limiter.allow("login", f"ip:{ctx.client_addr}", account_key):
         return ChangePasswordPayload(
             ok=False,
@@ -39,7 +38,7 @@ async def change_password(info: Info, input: ChangePasswordInput) -> ChangePassw
         )
     result = await change(
         ctx.actor,
-        ctx.session,
+        session,
         input.current_password,
         input.new_password,
         hasher=ctx.services.hasher,

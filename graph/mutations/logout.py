@@ -3,7 +3,7 @@ from __future__ import annotations
 import strawberry
 
 from graph.context import Info
-from graph.errors import Unauthenticated, UserError
+from graph.errors import UserError
 from onboarding.sessions import logout as end_session
 
 
@@ -25,7 +25,6 @@ class LogoutPayload:
 )
 async def logout(info: Info, input: LogoutInput | None = None) -> LogoutPayload:
     ctx = info.context
-    if ctx.session is None:
-        raise Unauthenticated("A valid patient session is required.")
-    await end_session(ctx.actor, ctx.session, everywhere=bool(input and input.everywhere))
+    session = ctx.require_patient(restricted_ok=True)
+    await end_session(ctx.actor, session, everywhere=bool(input and input.everywhere))
     return LogoutPayload(ok=True, user_errors=[])

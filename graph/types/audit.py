@@ -24,7 +24,7 @@ class AuditEvent:
 
     @classmethod
     def from_model(cls, event: AuditEventModel) -> AuditEvent:
-        patient_id = event.patient_id  # type: ignore[attr-defined]
+        patient_id = event.patient_id
         return cls(
             id=strawberry.ID(str(event.id)),
             action=event.action,

@@ -73,7 +73,7 @@ def connection_from_page(
     reader: PatientReader,
     flt: FilterData | None,
     rows: list,
-    has_next: bool,  # type: ignore[type-arg]
+    has_next: bool,
 ) -> PatientConnection:
     edges = [PatientEdge(cursor=encode_cursor(r.id), node=Patient.from_row(r)) for r in rows]
     return PatientConnection(

@@ -17,19 +17,19 @@ class DropForeignKey(ops.AlterField):
         self.constraint = f"{table}_{name}_id_fkey"  # PostgreSQL's default name
         self.table = table
 
-    async def database_forward(self, app_label, old_state, new_state, state_editor=None):  # type: ignore[no-untyped-def]
+    async def database_forward(self, app_label, old_state, new_state, state_editor=None):
         if state_editor is None or state_editor.client.capabilities.dialect != "postgres":
             return
         await state_editor.client.execute_script(
             f'ALTER TABLE "{self.table}" DROP CONSTRAINT IF EXISTS "{self.constraint}"'
         )
 
-    async def database_backward(self, app_label, old_state, new_state, state_editor=None):  # type: ignore[no-untyped-def]
+    async def database_backward(self, app_label, old_state, new_state, state_editor=None):
         raise NotImplementedError("constraints dropped by 0005 are not put back")
 
 
 def _fk(model: str, column: str, null: bool = True) -> fields.Field:
-    return fields.ForeignKeyField(  # type: ignore[call-overload,no-any-return]
+    return fields.ForeignKeyField(  # type: ignore[call-overload]
         model,
         source_field=column,
         null=null,
