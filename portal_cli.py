@@ -122,11 +122,12 @@ def mail_worker(
     from core.background import every
     from core.logging import configure_logging
     from mail.dispatcher import Dispatcher
+    from onboarding.delivery import record_delivery_outcome
     from onboarding.reminders import send_due_reminders
 
     async def work(settings: Settings) -> None:
         configure_logging(settings)
-        dispatcher = Dispatcher(settings)
+        dispatcher = Dispatcher(settings, on_outcome=record_delivery_outcome)
         if once:
             reminded = await send_due_reminders(settings)
             stats = await dispatcher.drain()

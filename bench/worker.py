@@ -83,10 +83,11 @@ async def dispatch(url: str) -> dict[str, Any]:
     from core.settings import Settings
     from mail.dispatcher import Dispatcher
     from models import OutboxMessage, OutboxStatus
+    from onboarding.delivery import record_delivery_outcome
 
     settings = Settings()
     pending = await OutboxMessage.filter(status=OutboxStatus.PENDING).count()
-    dispatcher = Dispatcher(settings)
+    dispatcher = Dispatcher(settings, on_outcome=record_delivery_outcome)
     started = time.perf_counter()
     stats = await dispatcher.drain()
     seconds = time.perf_counter() - started

@@ -10,6 +10,7 @@ from core.ratelimit import RateLimiter
 from core.settings import Settings
 from mail.dispatcher import Dispatcher
 from mail.transports import Transport
+from onboarding.delivery import record_delivery_outcome
 
 
 @dataclass
@@ -26,5 +27,5 @@ class Services:
             settings=settings,
             hasher=Hasher(concurrency=settings.hash_concurrency, nice=settings.hash_nice),
             limiter=RateLimiter(settings),
-            dispatcher=Dispatcher(settings, transport),
+            dispatcher=Dispatcher(settings, transport, on_outcome=record_delivery_outcome),
         )

@@ -1,6 +1,9 @@
 """The outbox dispatcher: claims due rows, sends them over one transport connection per
 batch, retries transient failures with exponential backoff and gives up on permanent
-ones, revoking the link the message carried (SPEC 7.3).
+ones. What an outcome means for the link a message carried (SPEC 7.3) is not decided
+here: each outcome is reported through the ``on_outcome`` callback that whoever starts
+the dispatcher supplies (``onboarding.delivery.record_delivery_outcome``), so ``mail/``
+never writes link rows.
 
 Several dispatchers may run at once (the server's own loop and ``portal mail-worker``
 processes): on PostgreSQL rows are claimed with ``SELECT … FOR UPDATE SKIP LOCKED`` and
@@ -13,6 +16,8 @@ import asyncio
 import zlib
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import StrEnum
+from typing import Protocol
 
 import structlog
 from tortoise.transactions import in_transaction
@@ -21,13 +26,33 @@ from core.clock import utcnow
 from core.settings import Settings
 from mail import compose
 from mail.transports import Outcome, Outgoing, Result, Transport, transport_for
-from models import DeliveryStatus, LinkToken, OutboxMessage, OutboxStatus, RevokeReason
-from models.patient import lock_patients
+from models import OutboxMessage, OutboxStatus
 
 log = structlog.get_logger("mail.dispatcher")
 
 LEASE = timedelta(minutes=5)
 BACKOFF_BASE_SECONDS = 30
+
+
+class DeliveryOutcome(StrEnum):
+    DELIVERED = "delivered"  # the SMTP server accepted it (or the file/console wrote it)
+    RETRY = "retry"  # a transient failure; the row waits for its next attempt
+    FAILED = "failed"  # given up for good
+
+
+class DeliveryCallback(Protocol):
+    """Told each message's outcome inside the transaction that settles its outbox row,
+    before the row is written, so a callback that locks a patient locks it first."""
+
+    async def __call__(
+        self,
+        *,
+        message_id: int,
+        patient_id: int | None,
+        link_id: int | None,
+        outcome: DeliveryOutcome,
+        reason: str | None,
+    ) -> None: ...
 
 
 @dataclass
@@ -48,9 +73,15 @@ def _outgoing(row: OutboxMessage) -> Outgoing:
 
 class Dispatcher:
     def __init__(
-        self, settings: Settings, transport: Transport | None = None, batch_size: int = 400
+        self,
+        settings: Settings,
+        transport: Transport | None = None,
+        *,
+        on_outcome: DeliveryCallback,
+        batch_size: int = 400,
     ) -> None:
         self.settings = settings
+        self.on_outcome = on_outcome
         self.transport = transport or transport_for(settings)
         self.batch_size = batch_size
         self._wake = asyncio.Event()
@@ -116,19 +147,16 @@ class Dispatcher:
         now = utcnow()
         sent = [r for r, res in zip(rows, results, strict=True) if res.outcome is Outcome.SENT]
         stats.sent = len(sent)
-        undeliverable: list[tuple[int | None, int, str | None]] = []
+        failed: list[tuple[OutboxMessage, int, str | None]] = []
         async with in_transaction():
+            for row in sent:
+                await self._report(row, DeliveryOutcome.DELIVERED, None)
             if sent:
                 # The variables may hold a one-time link: once the message has left
                 # nothing needs it, so it does not stay in the database.
                 await OutboxMessage.filter(id__in=[r.id for r in sent]).update(
                     status=OutboxStatus.SENT, sent_at=now, params={}, last_error=None
                 )
-                link_ids = [r.link_id for r in sent if r.link_id is not None]
-                if link_ids:
-                    await LinkToken.filter(id__in=link_ids).update(
-                        delivery_status=DeliveryStatus.SENT
-                    )
             for row, result in zip(rows, results, strict=True):
                 if result.outcome is Outcome.SENT:
                     continue
@@ -139,34 +167,31 @@ class Dispatcher:
                 ):
                     stats.retried += 1
                     delay = timedelta(seconds=BACKOFF_BASE_SECONDS * 2 ** (attempts - 1))
+                    await self._report(row, DeliveryOutcome.RETRY, result.detail)
                     await OutboxMessage.filter(id=row.id).update(
                         attempts=attempts, next_attempt_at=now + delay, last_error=result.detail
                     )
                     continue
                 stats.failed += 1
-                await OutboxMessage.filter(id=row.id).update(
-                    status=OutboxStatus.FAILED,
-                    attempts=attempts,
-                    last_error=result.detail,
-                    params={},
-                )
-                if row.link_id is not None:
-                    undeliverable.append((row.patient_id, row.link_id, result.detail))
-        # Each in a transaction of its own that locks the patient first, as every change
-        # to a patient's links does (models.patient.lock_patients).
-        for patient_id, link_id, detail in undeliverable:
+                failed.append((row, attempts, result.detail))
+        # Each in a transaction of its own, the callback first (it locks the patient
+        # before touching the link, models.patient.lock_patients).
+        for row, attempts, detail in failed:
             async with in_transaction():
-                if patient_id is not None:
-                    await lock_patients([patient_id])
-                await self._link_undeliverable(link_id, detail)
+                await self._report(row, DeliveryOutcome.FAILED, detail)
+                await OutboxMessage.filter(id=row.id).update(
+                    status=OutboxStatus.FAILED, attempts=attempts, last_error=detail, params={}
+                )
 
-    async def _link_undeliverable(self, link_id: int, detail: str | None) -> None:
-        await LinkToken.filter(id=link_id).update(
-            delivery_status=DeliveryStatus.FAILED, delivery_detail=detail
-        )
-        # A link that never arrived must not stay usable (SPEC 7.3).
-        await LinkToken.filter(id=link_id, used_at=None, revoked_at=None).update(
-            revoked_at=utcnow(), revoke_reason=RevokeReason.UNDELIVERABLE
+    async def _report(
+        self, row: OutboxMessage, outcome: DeliveryOutcome, reason: str | None
+    ) -> None:
+        await self.on_outcome(
+            message_id=row.id,
+            patient_id=row.patient_id,
+            link_id=row.link_id,
+            outcome=outcome,
+            reason=reason,
         )
 
     async def run_forever(self, stop: asyncio.Event) -> None:

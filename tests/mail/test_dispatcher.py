@@ -18,6 +18,7 @@ from core.settings import Settings
 from mail.dispatcher import BACKOFF_BASE_SECONDS, Dispatcher
 from mail.transports import FileTransport, Outcome, Outgoing
 from models import LinkToken, OutboxMessage, OutboxStatus, Patient
+from onboarding.delivery import record_delivery_outcome
 from tests.conftest import Api, Mailbox, Staff, body_text, free_port, token_from
 from tests.helpers import PATIENT, enabled_patient, invite
 
@@ -272,7 +273,7 @@ async def test_each_batch_opens_its_own_connection(
         await enabled_patient(api, staff.token, n=n)
     ids = [str(i) for i in await _patient_ids()]
     await api.gql(SEND, {"ids": ids}, staff.token)
-    dispatcher = Dispatcher(api.settings, batch_size=2)
+    dispatcher = Dispatcher(api.settings, on_outcome=record_delivery_outcome, batch_size=2)
 
     stats = await dispatcher.drain()
 
@@ -286,7 +287,7 @@ async def test_unreachable_server_is_a_transient_failure(
 ) -> None:
     await invited(api, staff)
     unreachable = api.settings.model_copy(update={"smtp_port": free_port()})
-    dispatcher = Dispatcher(unreachable)
+    dispatcher = Dispatcher(unreachable, on_outcome=record_delivery_outcome)
 
     stats = await dispatcher.run_once()
 
@@ -330,7 +331,9 @@ async def test_file_transport_through_the_dispatcher(
 ) -> None:
     await invited(api, staff)
     settings = Settings(_env_file=None, mail_backend="file", mail_dir=str(tmp_path))  # type: ignore[call-arg]
-    dispatcher = Dispatcher(settings, transport=FileTransport(settings))
+    dispatcher = Dispatcher(
+        settings, transport=FileTransport(settings), on_outcome=record_delivery_outcome
+    )
 
     stats = await dispatcher.drain()
 
@@ -362,3 +365,36 @@ async def test_a_recipients_messages_arrive_in_order_across_parallel_connections
         (await api.gql(TOKEN_INFO, {"token": t}))["data"]["tokenInfo"]["valid"] for t in tokens
     ]
     assert answers == [False, False, True]
+
+
+# --- delivery outcomes go through the callback -----------------------------------------
+
+
+async def test_outcomes_are_reported_through_the_callback_not_written_by_mail(
+    api: Api, staff: Staff, mailbox: Mailbox
+) -> None:
+    # given three invitations: one accepted, one "try later", one "no such user"
+    for n in (1, 2, 3):
+        await enabled_patient(api, staff.token, n=n)
+    ids = [str(i) for i in await _patient_ids()]
+    await api.gql(SEND, {"ids": ids}, staff.token)
+    mailbox.refuse["avery.quinn2@example.com"] = "451 4.3.0 try later"
+    mailbox.refuse["avery.quinn3@example.com"] = "550 5.1.1 no such user"
+    reports: list[tuple[int | None, str, str | None]] = []
+
+    async def recording(**report: Any) -> None:
+        reports.append((report["patient_id"], report["outcome"].value, report["reason"]))
+
+    # when a dispatcher with a callback that writes nothing runs
+    await Dispatcher(api.settings, on_outcome=recording).run_once()
+
+    # then each outcome was reported with the server's reply as the reason
+    assert sorted(reports, key=lambda r: r[0] or 0) == [
+        (int(ids[0]), "delivered", None),
+        (int(ids[1]), "retry", "451 4.3.0 try later"),
+        (int(ids[2]), "failed", "550 5.1.1 no such user"),
+    ]
+    # and the dispatcher itself left every link as it was: QUEUED, none revoked
+    links = await LinkToken.all()
+    assert {link.delivery_status.value for link in links} == {"QUEUED"}
+    assert all(link.revoked_at is None for link in links)
