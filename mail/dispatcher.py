@@ -175,7 +175,7 @@ class Dispatcher:
                 stats.failed += 1
                 failed.append((row, attempts, result.detail))
         # Each in a transaction of its own, the callback first (it locks the patient
-        # before touching the link, models.patient.lock_patients).
+        # before touching the link: onboarding.unit_of_work).
         for row, attempts, detail in failed:
             async with in_transaction():
                 await self._report(row, DeliveryOutcome.FAILED, detail)

@@ -81,20 +81,6 @@ def id_list_value(dialect: str, ids: Sequence[int]) -> Any:
     return list(ids) if dialect == "postgres" else json.dumps(list(ids))
 
 
-async def lock_rows(table: str, ids: Sequence[int]) -> None:
-    """Row locks on ``table`` for ``ids``, taken in id order so that two transactions
-    locking overlapping sets cannot deadlock. SQLite has no row locks: its writers
-    are serialised by the database lock, so there is nothing to do."""
-    conn = connections.get("default")
-    if not ids or not _postgres(conn):
-        return
-    await conn.execute_query(
-        f'SELECT id FROM "{table}" WHERE {id_list("postgres", "id", "$1")}'  # noqa: S608
-        " ORDER BY id FOR UPDATE",
-        [list(ids)],
-    )
-
-
 async def set_column(table: str, column: str, kind: str, values: dict[int, Any]) -> None:
     """``UPDATE table SET column = value WHERE id = key`` for every pair, in bulk."""
     if not values:

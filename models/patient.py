@@ -1,10 +1,7 @@
-from collections.abc import Sequence
 from enum import StrEnum
 
 from tortoise import fields
 from tortoise.models import Model
-
-from models.bulk import lock_rows
 
 
 class ChartStatus(StrEnum):
@@ -28,7 +25,7 @@ class Patient(Model):
     ``account_active``, ``staff_password_set_at`` and ``link_open_until``, copies of the
     account's and the newest link's state kept by triggers (migration 0006) and read by
     the status rule in ``onboarding/status.py``. Any transaction that changes a
-    patient's account or links locks this row first (:func:`lock_patients`).
+    patient's account or links locks this row first (``onboarding.unit_of_work``).
     """
 
     # Foreign key columns, declared for type checkers.
@@ -68,11 +65,3 @@ class Patient(Model):
         self.first_name_key = self.first_name.casefold()
         self.last_name_key = self.last_name.casefold()
         self.email_key = self.email.casefold() if self.email else None
-
-
-async def lock_patients(patient_ids: Sequence[int]) -> None:
-    """Lock these patients' rows, in id order, first in every transaction that changes a
-    patient's account or links. Triggers copy those changes onto the patient row
-    (migration 0006), so a transaction that locked a link or an account first and the
-    patient second could deadlock with one that went the other way."""
-    await lock_rows("patient", patient_ids)

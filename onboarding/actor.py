@@ -22,3 +22,7 @@ class Actor:
         return Actor(
             ActorType.PATIENT, patient_id, practice_id, self.client_addr, self.request_id
         )
+
+
+# Work no person started: reminders, delivery outcomes.
+SYSTEM = Actor(ActorType.SYSTEM, None, None, None, None)

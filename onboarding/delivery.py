@@ -8,10 +8,10 @@ every write to a patient's links stays in ``onboarding/``.
 
 from __future__ import annotations
 
-from core.clock import utcnow
 from mail.dispatcher import DeliveryOutcome
 from models import DeliveryStatus, LinkToken, RevokeReason
-from models.patient import lock_patients
+from onboarding.actor import SYSTEM
+from onboarding.unit_of_work import patient_change
 
 
 async def record_delivery_outcome(
@@ -34,15 +34,20 @@ async def record_delivery_outcome(
         await LinkToken.filter(id=link_id).update(delivery_status=DeliveryStatus.SENT)
         return
     if outcome is DeliveryOutcome.FAILED:
-        # Revoking changes a trigger-copied input: lock the patient first, as every
-        # change to a patient's links does (models.patient.lock_patients).
-        if patient_id is not None:
-            await lock_patients([patient_id])
-        await LinkToken.filter(id=link_id).update(
-            delivery_status=DeliveryStatus.FAILED, delivery_detail=reason
-        )
-        # A link that never arrived must not stay usable (SPEC 7.3).
-        await LinkToken.filter(id=link_id, used_at=None, revoked_at=None).update(
-            revoked_at=utcnow(), revoke_reason=RevokeReason.UNDELIVERABLE
-        )
+        ids = [patient_id] if patient_id is not None else []
+        async with patient_change(SYSTEM, ids) as change:
+            await LinkToken.filter(id=link_id).update(
+                delivery_status=DeliveryStatus.FAILED, delivery_detail=reason
+            )
+            # A link that never arrived must not stay usable (SPEC 7.3).
+            await change.revoke_link(link_id, RevokeReason.UNDELIVERABLE)
+            patient = change.patient(patient_id) if patient_id is not None else None
+            if patient is not None:
+                await change.record(
+                    SYSTEM,
+                    "invitation.undeliverable",
+                    patient_id=patient.id,
+                    practice_id=patient.practice_id,
+                    outcome="failure",
+                )
     # RETRY: the link stays QUEUED; nothing to record on it.

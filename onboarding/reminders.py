@@ -13,13 +13,12 @@ import structlog
 
 from core.clock import utcnow
 from core.settings import Settings
-from models import ActorType, LinkPurpose, LinkToken
-from onboarding.actor import Actor
+from models import LinkPurpose, LinkToken
+from onboarding.actor import SYSTEM
 from onboarding.invitations import invitation_message
 from onboarding.unit_of_work import patient_change, portal_usable
 
 log = structlog.get_logger("onboarding.reminders")
-SYSTEM = Actor(ActorType.SYSTEM, None, None, None, None)
 
 
 async def send_due_reminders(settings: Settings, batch: int = 200) -> int:

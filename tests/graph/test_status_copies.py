@@ -128,7 +128,7 @@ async def test_concurrent_writes_to_one_patient_neither_deadlock_nor_drift(
     transaction locks the patient first. Redemption, re-invitations, a staff-set password,
     an email change and a disable racing on one patient must all answer (no fault, no
     deadlock) and leave the copies right. A smoke test: which interleaving happens is up
-    to the scheduler, so it does not prove the lock order (models.patient.lock_patients
+    to the scheduler, so it does not prove the lock order (onboarding.unit_of_work
     argues it); it catches drift and faults under a realistic race."""
     pid, token = await invited(api, staff.token, mailbox, n=1)
     other = int(await enabled_patient(api, staff.token, n=2))
