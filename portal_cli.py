@@ -118,17 +118,30 @@ def mail_worker(
     once: Annotated[bool, typer.Option(help="Send what is due, then exit")] = False,
 ) -> None:
     """Run the outbox dispatcher and the reminder job on their own (production runs
-    several, with PORTAL_MAIL_DISPATCH_IN_SERVER=false)."""
+    several, with PORTAL_MAIL_DISPATCH_IN_SERVER=false). SIGTERM finishes the message in
+    hand and hands the rest back; repeated database failures exit with status 3 so a
+    supervisor restarts the worker."""
+    import signal
+
     from core.background import every
     from core.logging import configure_logging
-    from mail.dispatcher import Dispatcher
+    from mail.dispatcher import Dispatcher, DispatcherBroken
     from onboarding.delivery import record_delivery_outcome
     from onboarding.reminders import send_due_reminders
 
     async def work(settings: Settings) -> None:
         configure_logging(settings)
-        dispatcher = Dispatcher(settings, on_outcome=record_delivery_outcome)
+        dispatcher = Dispatcher(
+            settings,
+            on_outcome=record_delivery_outcome,
+            max_failures=settings.mail_worker_max_db_failures,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
         if once:
+            dispatcher.stopping = stop
             reminded = await send_due_reminders(settings)
             stats = await dispatcher.drain()
             typer.echo(
@@ -136,13 +149,16 @@ def mail_worker(
                 f" reminders {reminded}"
             )
             return
-        stop = asyncio.Event()
         await asyncio.gather(
             dispatcher.run_forever(stop),
             every(60, lambda: send_due_reminders(settings), stop, "reminders"),
         )
 
-    _with_database(work)
+    try:
+        _with_database(work)
+    except DispatcherBroken as exc:
+        typer.echo(f"mail worker stopping: {exc}", err=True)
+        raise typer.Exit(3) from exc
 
 
 def main() -> None:

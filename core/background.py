@@ -42,7 +42,9 @@ async def every(
     is logged and the next one still happens."""
     while not stop.is_set():
         try:
-            await job()
+            # A task of its own per run: a transaction that failed half-open must not
+            # leave its dead connection bound to this loop's context for every next run.
+            await asyncio.ensure_future(job())
         except Exception:
             log.exception("periodic.failed", job=name)
         try:
