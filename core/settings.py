@@ -51,6 +51,9 @@ class Settings(BaseSettings):
 
     link_base_url: str = "http://localhost:8000/portal/activate"
     redis_url: str | None = None
+    # Deadline for connecting to Redis and for each command; past it the rate limits fall
+    # back to per-process budgets for a few seconds (core/ratelimit.py).
+    redis_timeout_seconds: float = Field(default=0.5, gt=0, le=10)
 
     staff_link_ttl_minutes: int = Field(default=24 * 60, ge=1)
     self_service_link_ttl_minutes: int = Field(default=60, ge=1)

@@ -113,6 +113,7 @@ def create_app(
             await asyncio.gather(*loops)
             await services.background.drain()
             services.hasher.close()
+            services.limiter.close()
             if manage_database:
                 await disconnect()
 

@@ -224,6 +224,7 @@ async def api(
         yield Api(client, app, settings)
     await app.state.services.background.drain()
     app.state.services.hasher.close()
+    app.state.services.limiter.close()
 
 
 @dataclass
