@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     # SMTP connections a dispatcher uses at once, each carrying part of a batch.
     mail_connections: int = Field(default=4, ge=1, le=32)
 
+    # /readyz reports "not ready" when a pending message is this far past its due time
+    # (no dispatcher is working the outbox).
+    ready_outbox_max_lag_seconds: float = Field(default=600.0, gt=0)
+
     link_base_url: str = "http://localhost:8000/portal/activate"
     redis_url: str | None = None
     # Deadline for connecting to Redis and for each command; past it the rate limits fall
