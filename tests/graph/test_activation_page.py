@@ -57,8 +57,11 @@ async def served(
     app = create_app(settings, manage_database=False)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
-    while not server.started:
+    for _ in range(200):  # uvicorn offers no event to await for "started"
+        if server.started:
+            break
         await asyncio.sleep(0.05)
+    assert server.started
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         yield Served(Api(client, app, settings), base)
     server.should_exit = True
