@@ -6,6 +6,7 @@ aiosmtpd server that counts what it accepted per recipient (optionally slowly), 
 from __future__ import annotations
 
 import asyncio
+import email
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from email.message import Message
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -62,7 +64,9 @@ class CountingSmtp:
     slow server. A message counts when the server answers 250 to its DATA."""
 
     delay: float = 0.0
+    port: int = 0
     accepted: Counter[str] = field(default_factory=Counter)
+    messages: list[Message] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
@@ -71,6 +75,7 @@ class CountingSmtp:
         with self.lock:
             for rcpt in envelope.rcpt_tos:
                 self.accepted[rcpt.lower()] += 1
+            self.messages.append(email.message_from_bytes(envelope.content))
         return "250 Message accepted"
 
     def total(self) -> int:
@@ -86,8 +91,8 @@ class CountingSmtp:
 
 class SmtpServer:
     def __init__(self, delay: float = 0.0) -> None:
-        self.handler = CountingSmtp(delay)
         self.port = free_port()
+        self.handler = CountingSmtp(delay, self.port)
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
 
     def __enter__(self) -> CountingSmtp:

@@ -57,7 +57,7 @@ async def test_workers_heal_after_their_database_backends_are_terminated(
     """Why 1: one pg_terminate_backend left a worker logging `connection is closed` on
     every poll, forever, while staying alive."""
     with SmtpServer(delay=0.02) as smtp:
-        env = worker_env(fault_db, SmtpServer_port(smtp), mail_connections=2)
+        env = worker_env(fault_db, smtp.port, mail_connections=2)
         migrate(env)
         addresses = await enqueue(fault_db, 600)
         workers = [Worker(env, tmp_path / f"w{i}.log") for i in range(3)]
@@ -111,29 +111,11 @@ async def test_workers_heal_after_their_database_backends_are_terminated(
                 w.stop()
 
 
-def SmtpServer_port(handler: object) -> int:  # noqa: N802
-    # The handler does not know its server's port; the fixture's server does.
-    return _PORTS[id(handler)]
-
-
-_PORTS: dict[int, int] = {}
-_enter = SmtpServer.__enter__
-
-
-def _remember_port(self: SmtpServer):  # type: ignore[no-untyped-def]
-    handler = _enter(self)
-    _PORTS[id(handler)] = self.port
-    return handler
-
-
-SmtpServer.__enter__ = _remember_port  # type: ignore[method-assign]
-
-
 async def test_worker_exits_non_zero_when_the_database_stays_away(
     fault_db: str, tmp_path: Path
 ) -> None:
     with SmtpServer() as smtp:
-        env = worker_env(fault_db, SmtpServer_port(smtp), mail_worker_max_db_failures=4)
+        env = worker_env(fault_db, smtp.port, mail_worker_max_db_failures=4)
         migrate(env)
         worker = Worker(env, tmp_path / "w.log")
         try:
@@ -165,7 +147,7 @@ async def test_kill_9_mid_batch_loses_nothing_and_repeats_at_most_one_per_connec
     with SmtpServer(delay=0.03) as smtp:
         env = worker_env(
             fault_db,
-            SmtpServer_port(smtp),
+            smtp.port,
             mail_connections=connections,
             smtp_timeout_seconds=1,
             mail_lease_seconds=8,
@@ -205,7 +187,7 @@ async def test_sigterm_mid_batch_finishes_the_message_in_hand_and_returns_the_re
 ) -> None:
     """Why 2: SIGTERM was not handled; the worker died like kill -9 and 192 were re-sent."""
     with SmtpServer(delay=0.03) as smtp:
-        env = worker_env(fault_db, SmtpServer_port(smtp), mail_connections=4)
+        env = worker_env(fault_db, smtp.port, mail_connections=4)
         migrate(env)
         addresses = await enqueue(fault_db, 300)
         first = Worker(env, tmp_path / "first.log")
@@ -246,7 +228,7 @@ async def test_an_smtp_server_slower_than_the_lease_never_gets_a_row_twice(
     with SmtpServer(delay=1.0) as smtp:
         env = worker_env(
             fault_db,
-            SmtpServer_port(smtp),
+            smtp.port,
             mail_connections=1,
             smtp_timeout_seconds=1.5,
             mail_lease_seconds=11,
