@@ -19,16 +19,30 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Links in mail point at this server's own stand-in page unless PORTAL_LINK_BASE_URL is set.
+PORTAL_LINK_BASE_URL ?= http://localhost:$(PORT)/portal/activate
+DATABASE_URL = $(or $(PORTAL_DATABASE_URL),sqlite://portal.sqlite3)
+
+# .demo-token is the staff token of the demo in the database it was made for
+# (.demo-token.db holds that database URL's SHA-256, never the URL: it may hold a password).
+# It is made again when missing, empty, or made for another PORTAL_DATABASE_URL, and
+# only kept when `portal demo` succeeded.
 run: $(STAMP)
-	@if [ ! -f .demo-token ]; then $(BIN)/portal demo | tail -n 1 > .demo-token; fi
+	@db=$$(printf '%s' '$(DATABASE_URL)' | sha256sum | cut -c1-64); \
+	if [ ! -s .demo-token ] || [ "$$(cat .demo-token.db 2>/dev/null)" != "$$db" ]; then \
+		rm -f .demo-token .demo-token.db; \
+		echo "creating the demo practice in $(firstword $(subst :, ,$(DATABASE_URL))) ..."; \
+		PORTAL_LINK_BASE_URL='$(PORTAL_LINK_BASE_URL)' $(BIN)/portal demo > .demo-output || { cat .demo-output; rm -f .demo-output; exit 1; }; \
+		tail -n 1 .demo-output > .demo-token && rm -f .demo-output && echo "$$db" > .demo-token.db; \
+	fi
 	@echo "GraphiQL: http://$(HOST):$(PORT)/graphql   staff token: $$(cat .demo-token)"
-	$(BIN)/portal serve --host $(HOST) --port $(PORT)
+	PORTAL_LINK_BASE_URL='$(PORTAL_LINK_BASE_URL)' $(BIN)/portal serve --host $(HOST) --port $(PORT)
 
 demo: $(STAMP)
 	$(BIN)/portal demo
 
 serve: $(STAMP)
-	$(BIN)/portal serve --host $(HOST) --port $(PORT)
+	PORTAL_LINK_BASE_URL='$(PORTAL_LINK_BASE_URL)' $(BIN)/portal serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP) lint test-sqlite test-postgres
 
@@ -51,4 +65,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) portal.sqlite3* mail-outbox .demo-token
+	rm -rf $(VENV) portal.sqlite3* mail-outbox .demo-token .demo-token.db

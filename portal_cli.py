@@ -12,7 +12,11 @@ import typer
 from core.settings import Settings
 
 app = typer.Typer(
-    no_args_is_help=True, add_completion=False, help="Patient portal onboarding service"
+    no_args_is_help=True,
+    add_completion=False,
+    help="Patient portal onboarding service",
+    # Plain click help: the rich one adds a <bool>/<str> column that says nothing.
+    rich_markup_mode=None,
 )
 T = TypeVar("T")
 
@@ -35,14 +39,24 @@ def _with_database(work: Callable[[Settings], Awaitable[T]]) -> T:
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to bind")] = 8000,
-    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+    host: Annotated[str, typer.Option(help="Interface to bind", metavar="HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind", metavar="PORT")] = 8000,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes", metavar="N")] = 1,
 ) -> None:
     """Serve GraphQL at /graphql (GraphiQL in development)."""
+    import os
+    import tempfile
+
     import uvicorn
 
+    from core.logging import configure_logging
+
     settings = Settings()
+    configure_logging(settings)
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Several processes: /metrics must sum them (core.metrics). A fresh directory
+        # per start, so no dead process's values are counted.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="portal-metrics-")
     if workers > 1:
         # Migrate once here, not racing in every worker.
         from models.database import migrate
@@ -56,6 +70,7 @@ def serve(
         access_log=False,  # our middleware logs method, path and status, never a query string
         proxy_headers=False,  # client addresses come from PORTAL_TRUSTED_PROXIES only
         log_level="info",
+        log_config=None,  # our JSON/console formatter handles uvicorn's lines too
     )
 
 
@@ -67,7 +82,9 @@ def migrate_command() -> None:
 
 
 @app.command("create-practice")
-def create_practice(name: Annotated[str, typer.Option(help="The practice's name")]) -> None:
+def create_practice(
+    name: Annotated[str, typer.Option(help="The practice's name", metavar="NAME")],
+) -> None:
     """Create a practice; prints its id as the last line."""
     from onboarding.admin import create_practice as create
 
@@ -85,10 +102,10 @@ def create_practice(name: Annotated[str, typer.Option(help="The practice's name"
 
 @app.command("create-staff")
 def create_staff(
-    practice: Annotated[int, typer.Option(help="Practice id")],
-    name: Annotated[str, typer.Option(help="The staff member's name")],
+    practice: Annotated[int, typer.Option(help="Practice id", metavar="ID")],
+    name: Annotated[str, typer.Option(help="The staff member's name", metavar="NAME")],
 ) -> None:
-    """Create a staff user; prints the bearer token once, as the last line."""
+    """Create a staff user; prints its token (once) last."""
     from onboarding.admin import create_staff as create
 
     async def work(_: Settings) -> str:
@@ -104,8 +121,10 @@ def create_staff(
 
 
 @app.command()
-def demo(patients: Annotated[int, typer.Option(help="How many patients")] = 300) -> None:
-    """Create a demo practice with patients in mixed states; prints a staff token."""
+def demo(
+    patients: Annotated[int, typer.Option(help="How many patients", metavar="N")] = 300,
+) -> None:
+    """Create a demo practice (every status); prints a token."""
     from onboarding.demo import build_demo
 
     token = _with_database(lambda settings: build_demo(settings, patients))
@@ -117,18 +136,32 @@ def demo(patients: Annotated[int, typer.Option(help="How many patients")] = 300)
 def mail_worker(
     once: Annotated[bool, typer.Option(help="Send what is due, then exit")] = False,
 ) -> None:
-    """Run the outbox dispatcher and the reminder job on their own (production runs
-    several, with PORTAL_MAIL_DISPATCH_IN_SERVER=false)."""
+    """Send queued mail and reminders (the outbox dispatcher).
+
+    Production runs several, with PORTAL_MAIL_DISPATCH_IN_SERVER=false. SIGTERM finishes
+    the message in hand and hands the rest back; repeated database failures exit with
+    status 3 so a supervisor restarts the worker."""
+    import signal
+
     from core.background import every
     from core.logging import configure_logging
-    from mail.dispatcher import Dispatcher
+    from mail.dispatcher import Dispatcher, DispatcherBroken
     from onboarding.delivery import record_delivery_outcome
     from onboarding.reminders import send_due_reminders
 
     async def work(settings: Settings) -> None:
         configure_logging(settings)
-        dispatcher = Dispatcher(settings, on_outcome=record_delivery_outcome)
+        dispatcher = Dispatcher(
+            settings,
+            on_outcome=record_delivery_outcome,
+            max_failures=settings.mail_worker_max_db_failures,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
         if once:
+            dispatcher.stopping = stop
             reminded = await send_due_reminders(settings)
             stats = await dispatcher.drain()
             typer.echo(
@@ -136,13 +169,16 @@ def mail_worker(
                 f" reminders {reminded}"
             )
             return
-        stop = asyncio.Event()
         await asyncio.gather(
             dispatcher.run_forever(stop),
             every(60, lambda: send_due_reminders(settings), stop, "reminders"),
         )
 
-    _with_database(work)
+    try:
+        _with_database(work)
+    except DispatcherBroken as exc:
+        typer.echo(f"mail worker stopping: {exc}", err=True)
+        raise typer.Exit(3) from exc
 
 
 def main() -> None:

@@ -11,6 +11,8 @@ from typing import Any
 
 import structlog
 
+from core import metrics
+
 log = structlog.get_logger("core.background")
 
 
@@ -41,8 +43,11 @@ async def every(
     """Run ``job`` now and then every ``seconds`` until ``stop`` is set; a failing run
     is logged and the next one still happens."""
     while not stop.is_set():
+        metrics.WORKER_HEARTBEAT.labels(worker=name).set_to_current_time()
         try:
-            await job()
+            # A task of its own per run: a transaction that failed half-open must not
+            # leave its dead connection bound to this loop's context for every next run.
+            await asyncio.ensure_future(job())
         except Exception:
             log.exception("periodic.failed", job=name)
         try:

@@ -26,26 +26,56 @@ class _CurrentStderr:
         sys.stderr.flush()
 
 
+class _PortalHandler(logging.StreamHandler):
+    pass
+
+
 def configure_logging(settings: Settings) -> None:
+    """structlog for our lines; the standard library's loggers (uvicorn, coredis, asyncpg,
+    Tortoise) go through the same renderer, so production writes JSON only."""
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if settings.is_production
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
         logger_factory=structlog.PrintLoggerFactory(cast(TextIO, _CurrentStderr())),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
+    handler = _PortalHandler(cast(TextIO, _CurrentStderr()))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        )
     )
+    root = logging.getLogger()
+    # Replace plain stream handlers (ours from an earlier call, basicConfig's); keep
+    # other kinds (a test runner's capture).
+    root.handlers = [
+        h
+        for h in root.handlers
+        if type(h) is not logging.StreamHandler and not isinstance(h, _PortalHandler)
+    ]
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    # uvicorn installs handlers of its own (plain text) unless started with
+    # log_config=None; send its lines through ours instead.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers = []
+        logger.propagate = True
     # Never below INFO: the database client logs bound parameters at DEBUG.
-    for name in ("tortoise", "tortoise.db_client", "aiosqlite", "asyncpg"):
+    # httpx logs whole URLs (query strings) at INFO.
+    for name in ("tortoise", "tortoise.db_client", "aiosqlite", "asyncpg", "httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)

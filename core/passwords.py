@@ -20,6 +20,8 @@ from importlib import resources
 
 from passlib.context import CryptContext
 
+from core import metrics
+
 MAX_PASSWORD_LENGTH = 128
 
 pwd_context = CryptContext(
@@ -161,7 +163,8 @@ class Hasher:
 
     async def hash(self, password: str) -> str:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, pwd_context.hash, password)
+        with metrics.HASH_QUEUE.track_inprogress():
+            return await loop.run_in_executor(self._pool, pwd_context.hash, password)
 
     async def verify_and_update(
         self, password: str, stored_hash: str | None
@@ -169,7 +172,10 @@ class Hasher:
         """(ok, new_hash). ``stored_hash=None`` runs passlib's dummy verification so that
         an unknown user or an account without password costs the same as a wrong one."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, _verify_and_update, password, stored_hash)
+        with metrics.HASH_QUEUE.track_inprogress():
+            return await loop.run_in_executor(
+                self._pool, _verify_and_update, password, stored_hash
+            )
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -39,12 +39,25 @@ class Settings(BaseSettings):
     # `portal mail-worker` processes instead and set this to false.
     mail_dispatch_in_server: bool = True
     mail_poll_seconds: float = 1.0
-    mail_max_attempts: int = 6
+    # Transient failures (no answer, timeouts, 4xx) are retried with capped backoff until
+    # the message is this old; only a permanent reply gives up sooner.
+    mail_give_up_after_hours: float = Field(default=72.0, gt=0)
+    # How long a claimed batch is a worker's own; renewed while the batch is sent.
+    mail_lease_seconds: float = Field(default=300.0, gt=0)
+    # Consecutive database failures after which `portal mail-worker` exits non-zero.
+    mail_worker_max_db_failures: int = Field(default=10, ge=1)
     # SMTP connections a dispatcher uses at once, each carrying part of a batch.
     mail_connections: int = Field(default=4, ge=1, le=32)
 
+    # /readyz reports "not ready" when a pending message is this far past its due time
+    # (no dispatcher is working the outbox).
+    ready_outbox_max_lag_seconds: float = Field(default=600.0, gt=0)
+
     link_base_url: str = "http://localhost:8000/portal/activate"
     redis_url: str | None = None
+    # Deadline for connecting to Redis and for each command; past it the rate limits fall
+    # back to per-process budgets for a few seconds (core/ratelimit.py).
+    redis_timeout_seconds: float = Field(default=0.5, gt=0, le=10)
 
     staff_link_ttl_minutes: int = Field(default=24 * 60, ge=1)
     self_service_link_ttl_minutes: int = Field(default=60, ge=1)
@@ -103,6 +116,17 @@ class Settings(BaseSettings):
     @property
     def self_service_link_ttl(self) -> timedelta:
         return timedelta(minutes=self.self_service_link_ttl_minutes)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_message(self) -> Settings:
+        # A message may take three SMTP timeouts; the lease must leave room for a few.
+        floor = 2 * (3 * self.smtp_timeout_seconds + 1)
+        if self.mail_lease_seconds < floor:
+            raise ValueError(
+                f"PORTAL_MAIL_LEASE_SECONDS must be at least {floor:g}"
+                " (twice three PORTAL_SMTP_TIMEOUT_SECONDS plus one)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_development_defaults_in_production(self) -> Settings:

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
 
@@ -23,6 +23,7 @@ from core.logging import configure_logging
 from core.settings import Settings
 from graph.context import Context, authenticate, client_address
 from graph.middleware import PortalMiddleware
+from graph.observability import healthz, metrics_endpoint, readyz
 from graph.schema import build_schema
 from graph.services import Services
 from mail import outbox
@@ -66,8 +67,16 @@ class PortalGraphQL(GraphQL[Context, None]):
 ACTIVATE_PAGE = Path(__file__).with_name("static") / "activate.html"
 
 
-async def activate_page(_: Request) -> Response:
-    return HTMLResponse(ACTIVATE_PAGE.read_text("utf-8"))
+def activate_page(settings: Settings) -> Any:
+    # The page states the configured minimum length, not a hard-coded one.
+    html = ACTIVATE_PAGE.read_text("utf-8").replace(
+        "__PASSWORD_MIN_LENGTH__", str(settings.password_min_length)
+    )
+
+    async def page(_: Request) -> Response:
+        return HTMLResponse(html)
+
+    return page
 
 
 def create_app(
@@ -117,18 +126,25 @@ def create_app(
             await asyncio.gather(*loops)
             await services.background.drain()
             services.hasher.close()
+            services.limiter.close()
             if manage_database:
                 await disconnect()
 
-    async def health(_: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    routes = [Route("/graphql", graphql_app), Route("/healthz", health)]
+    routes = [
+        Route("/graphql", graphql_app),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics_endpoint),
+    ]
     if not settings.is_production:
         # A stand-in for the patient app's link page, so the embedded default works end
         # to end in a browser; production links point at the real patient app.
-        routes.append(Route("/portal/activate", activate_page))
+        routes.append(Route("/portal/activate", activate_page(settings)))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.services = services
-    app.add_middleware(PortalMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        PortalMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        trusted_proxies=settings.trusted_proxies,
+    )
     return app

@@ -21,6 +21,7 @@ from strawberry.types import ExecutionContext
 from core.settings import Settings
 from graph.limits import OneCredentialOperation
 from graph.mutations import Mutation
+from graph.observability import RequestMetrics
 from graph.queries import Query
 
 
@@ -71,6 +72,7 @@ def build_schema(settings: Settings) -> Schema:
         lambda: MaskErrors(should_mask_error=should_mask, error_message="Unexpected error."),
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
+        RequestMetrics,
     ]
     if settings.is_production:
         extensions.append(DisableIntrospection)

@@ -1,37 +1,68 @@
-"""The outbox dispatcher: claims due rows, sends them over one transport connection per
-batch, retries transient failures with exponential backoff and gives up on permanent
-ones. What an outcome means for the link a message carried (SPEC 7.3) is not decided
-here: each outcome is reported through the ``on_outcome`` callback that whoever starts
-the dispatcher supplies (``onboarding.delivery.record_delivery_outcome``), so ``mail/``
-never writes link rows.
+"""The outbox dispatcher: claims due rows, sends them over a few SMTP connections and
+records each message the moment the server has accepted it (SPEC 5, 7.3).
 
-Several dispatchers may run at once (the server's own loop and ``portal mail-worker``
-processes): on PostgreSQL rows are claimed with ``SELECT … FOR UPDATE SKIP LOCKED`` and
-leased by moving ``next_attempt_at`` forward, so a crashed worker's rows come back.
+Guarantees, and how they are kept:
+
+- **Effectively once.** A row is marked sent in its own transaction right after the
+  server's 250, before the next message of its lane leaves; a worker killed outright can
+  re-send at most the messages that were between that 250 and that commit (one per
+  connection, in practice none or one).
+- **One worker per row.** Rows are claimed with ``SELECT … FOR UPDATE SKIP LOCKED`` and
+  leased by moving ``next_attempt_at`` forward by ``PORTAL_MAIL_LEASE_SECONDS``. The lease
+  is renewed while the batch is in progress, and a message is started only while the
+  worker's own (last renewed) lease outlasts the longest a message may take, so a slow
+  server never lets a second worker take rows the first is still sending. A crashed
+  worker's rows come back when its lease ends.
+- **Stopping** (SIGTERM) finishes the message in hand, records it, and hands the rest of
+  the batch back at once.
+- **Healing.** Every database step runs in a task of its own, so a connection that failed
+  mid-transaction cannot stay bound to the loop; any database error discards the pool and
+  the step is retried with backoff. After ``max_failures`` consecutive failures
+  ``DispatcherBroken`` is raised and ``portal mail-worker`` exits non-zero, so its
+  supervisor restarts it.
+- **An outage is not a bounce.** Only a permanent reply to the message itself gives up at
+  once; anything else is retried with capped exponential backoff until the message is
+  ``PORTAL_MAIL_GIVE_UP_AFTER_HOURS`` old.
+
+What an outcome means for the link a message carried is not decided here: each outcome is
+reported through the ``on_outcome`` callback that whoever starts the dispatcher supplies
+(``onboarding.delivery.record_delivery_outcome``), so ``mail/`` never writes link rows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 import zlib
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import structlog
 from tortoise.transactions import in_transaction
 
+from core import metrics
 from core.clock import utcnow
 from core.settings import Settings
 from mail import compose
-from mail.transports import Outcome, Outgoing, Result, Transport, transport_for
+from mail.transports import Outcome, Outgoing, Result, Transport, message_deadline, transport_for
 from models import OutboxMessage, OutboxStatus
+from models.database import discard_connections
 
 log = structlog.get_logger("mail.dispatcher")
 
-LEASE = timedelta(minutes=5)
 BACKOFF_BASE_SECONDS = 30
+BACKOFF_CAP_SECONDS = 30 * 60
+# Database retries inside one worker: quick at first, never more than this apart.
+DB_BACKOFF_FIRST = 0.2
+DB_BACKOFF_CAP = 5.0
+# A database step that takes longer than this is treated as a broken connection.
+DB_STEP_TIMEOUT = 30.0
+
+T = TypeVar("T")
 
 
 class DeliveryOutcome(StrEnum):
@@ -55,20 +86,31 @@ class DeliveryCallback(Protocol):
     ) -> None: ...
 
 
+class DispatcherBroken(RuntimeError):
+    """The database failed this many times in a row: let the supervisor restart us."""
+
+
 @dataclass
 class DispatchStats:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+    returned: int = 0  # claimed but handed back unsent (stopping, lease running out)
 
     @property
     def handled(self) -> int:
         return self.sent + self.retried + self.failed
 
 
-def _outgoing(row: OutboxMessage) -> Outgoing:
-    rendered = compose.render(row.kind, row.params)
-    return Outgoing(row.to_addr, rendered.subject, rendered.text, rendered.html)
+@dataclass
+class _Batch:
+    rows: list[OutboxMessage]
+    deadline: float  # monotonic time the lease ends, as last renewed
+    in_hand: set[int] = field(default_factory=set)
+
+
+def backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempts - 1)))
 
 
 class Dispatcher:
@@ -79,136 +121,297 @@ class Dispatcher:
         *,
         on_outcome: DeliveryCallback,
         batch_size: int = 400,
+        max_failures: int | None = None,
     ) -> None:
         self.settings = settings
         self.on_outcome = on_outcome
         self.transport = transport or transport_for(settings)
         self.batch_size = batch_size
+        # None: never give up (the server's own dispatcher; /readyz reports the outage).
+        self.max_failures = max_failures
+        self.failures = 0  # consecutive database failures
+        self.stopping = asyncio.Event()
         self._wake = asyncio.Event()
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.settings.mail_lease_seconds)
 
     def notify(self) -> None:
         """Called after a commit that queued mail, so it leaves without waiting a poll."""
         self._wake.set()
 
-    async def _claim(self) -> list[OutboxMessage]:
-        now = utcnow()
-        async with in_transaction():
-            rows = (
-                await OutboxMessage.filter(status=OutboxStatus.PENDING, next_attempt_at__lte=now)
-                .order_by("id")
-                .limit(self.batch_size)
-                .select_for_update(skip_locked=True)
-            )
-            if rows:
-                await OutboxMessage.filter(id__in=[r.id for r in rows]).update(
-                    next_attempt_at=now + LEASE
+    # --- database steps -------------------------------------------------------------
+
+    async def _db(self, step: Callable[[], Awaitable[T]], what: str) -> T:
+        """Run one database step until it succeeds. Each try runs in a task of its own:
+        Tortoise binds a transaction's connection to the running task's context, and a
+        transaction whose BEGIN failed never unbinds it, which left a worker reusing a
+        dead connection forever."""
+        while True:
+            try:
+                result = await asyncio.wait_for(asyncio.ensure_future(step()), DB_STEP_TIMEOUT)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.failures += 1
+                metrics.WORKER_DB_ERRORS.inc()
+                log.warning(
+                    "mail.database_error",
+                    step=what,
+                    error=type(exc).__name__,
+                    consecutive=self.failures,
                 )
-        return rows
+                await discard_connections()
+                if self.max_failures is not None and self.failures >= self.max_failures:
+                    raise DispatcherBroken(
+                        f"{self.failures} consecutive database failures"
+                    ) from exc
+                delay = min(DB_BACKOFF_CAP, DB_BACKOFF_FIRST * 2 ** (self.failures - 1))
+                # Jitter, so workers that failed together do not retry in step.
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311
+                continue
+            self.failures = 0
+            return result
+
+    async def _claim(self) -> _Batch | None:
+        async def claim() -> list[OutboxMessage]:
+            now = utcnow()
+            async with in_transaction():
+                rows = (
+                    await OutboxMessage.filter(
+                        status=OutboxStatus.PENDING, next_attempt_at__lte=now
+                    )
+                    .order_by("id")
+                    .limit(self.batch_size)
+                    .select_for_update(skip_locked=True)
+                )
+                if rows:
+                    await OutboxMessage.filter(id__in=[r.id for r in rows]).update(
+                        next_attempt_at=now + self.lease
+                    )
+            return rows
+
+        started = time.monotonic()
+        rows = await self._db(claim, "claim")
+        if not rows:
+            return None
+        batch = _Batch(rows, started + self.settings.mail_lease_seconds)
+        batch.in_hand = {r.id for r in rows}
+        return batch
+
+    async def _renew(self, batch: _Batch) -> None:
+        """Keep the lease on the rows still in hand while the batch is in progress."""
+        every = self.settings.mail_lease_seconds / 3
+        while True:
+            await asyncio.sleep(every)
+            ids = list(batch.in_hand)
+            if not ids:
+                return
+            started = time.monotonic()
+            try:
+                await asyncio.wait_for(
+                    asyncio.ensure_future(
+                        OutboxMessage.filter(id__in=ids, status=OutboxStatus.PENDING).update(
+                            next_attempt_at=utcnow() + self.lease
+                        )
+                    ),
+                    every,
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # The lanes stop starting messages when the old lease runs short, so a
+                # failed renewal can cost time, never a second sender.
+                log.warning("mail.lease_renewal_failed", error=type(exc).__name__)
+                await discard_connections()
+                continue
+            batch.deadline = started + self.settings.mail_lease_seconds
+
+    # --- sending --------------------------------------------------------------------
 
     async def run_once(self) -> DispatchStats:
         """Send one batch of due messages."""
         stats = DispatchStats()
-        rows = await self._claim()
-        if not rows:
+        batch = await self._claim()
+        if batch is None:
             return stats
-        items = [_outgoing(r) for r in rows]
+        rows = batch.rows
+        rendered: dict[int, Outgoing] = {}
+        for row in rows:
+            try:
+                out = compose.render(row.kind, row.params)
+            except Exception as exc:  # a row that cannot be rendered can never be sent
+                await self._settle(
+                    batch,
+                    row,
+                    Result(Outcome.PERMANENT, f"cannot render: {type(exc).__name__}"),
+                    stats,
+                )
+                continue
+            rendered[row.id] = Outgoing(row.to_addr, out.subject, out.text, out.html)
+        sendable = [r for r in rows if r.id in rendered]
         # Several SMTP connections at once: one connection waits a round trip per
         # command, so a batch split over N connections leaves roughly N times faster.
         # A recipient's messages share a lane, so they still arrive in order.
-        lanes = max(1, min(self.settings.mail_connections, len(items)))
-        lane_of = [zlib.crc32(item.to_addr.casefold().encode()) % lanes for item in items]
-        chunks = [[i for i, lane in enumerate(lane_of) if lane == n] for n in range(lanes)]
-        chunks = [c for c in chunks if c]
-        sent = await asyncio.gather(
-            *(self.transport.send([items[i] for i in chunk]) for chunk in chunks)
+        lanes = max(1, min(self.settings.mail_connections, len(sendable)))
+        chunks: list[list[OutboxMessage]] = [[] for _ in range(lanes)]
+        for row in sendable:
+            chunks[zlib.crc32(row.to_addr.casefold().encode()) % lanes].append(row)
+        margin = message_deadline(self.settings) + 1.0
+
+        def proceed() -> bool:
+            # Start a message only if it ends inside our lease, whatever the server does.
+            return not self.stopping.is_set() and time.monotonic() + margin < batch.deadline
+
+        def lane(chunk: list[OutboxMessage]) -> Awaitable[None]:
+            async def settle(i: int, result: Result) -> None:
+                await self._settle(batch, chunk[i], result, stats)
+
+            return self.transport.send([rendered[r.id] for r in chunk], proceed, settle)
+
+        renewer = asyncio.create_task(self._renew(batch))
+        try:
+            await asyncio.gather(*(lane(c) for c in chunks if c))
+        finally:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
+            if batch.in_hand:
+                await self._give_back(batch, stats)
+        log.info(
+            "mail.batch",
+            sent=stats.sent,
+            retried=stats.retried,
+            failed=stats.failed,
+            returned=stats.returned,
         )
-        results: list[Result] = [Result(Outcome.TRANSIENT)] * len(items)
-        for chunk, chunk_results in zip(chunks, sent, strict=True):
-            for i, result in zip(chunk, chunk_results, strict=True):
-                results[i] = result
-        await self._settle(rows, results, stats)
-        log.info("mail.batch", sent=stats.sent, retried=stats.retried, failed=stats.failed)
         return stats
+
+    async def _give_back(self, batch: _Batch, stats: DispatchStats) -> None:
+        """Rows claimed but not attempted go back at once, attempts unchanged."""
+        ids = list(batch.in_hand)
+
+        async def release() -> None:
+            await OutboxMessage.filter(id__in=ids, status=OutboxStatus.PENDING).update(
+                next_attempt_at=utcnow()
+            )
+
+        await self._db(release, "release")
+        stats.returned += len(ids)
+        batch.in_hand.clear()
+
+    async def _settle(
+        self, batch: _Batch, row: OutboxMessage, result: Result, stats: DispatchStats
+    ) -> None:
+        """Record one message's outcome in its own transaction, the callback first (it
+        may lock the patient, which must be the first lock taken)."""
+        now = utcnow()
+        attempts = row.attempts + 1
+        outcome: DeliveryOutcome
+        if result.outcome is Outcome.SENT:
+            outcome, reason = DeliveryOutcome.DELIVERED, None
+        elif result.outcome is Outcome.PERMANENT:
+            outcome, reason = DeliveryOutcome.FAILED, f"permanent SMTP reply: {result.detail}"
+        elif now - row.created_at >= timedelta(hours=self.settings.mail_give_up_after_hours):
+            outcome = DeliveryOutcome.FAILED
+            reason = (
+                f"gave up after {self.settings.mail_give_up_after_hours:g} h of transient"
+                f" failures; last: {result.detail}"
+            )
+        else:
+            outcome, reason = DeliveryOutcome.RETRY, result.detail
+
+        async def record() -> None:
+            async with in_transaction():
+                await self.on_outcome(
+                    message_id=row.id,
+                    patient_id=row.patient_id,
+                    link_id=row.link_id,
+                    outcome=outcome,
+                    reason=reason,
+                )
+                query = OutboxMessage.filter(id=row.id)
+                if outcome is DeliveryOutcome.DELIVERED:
+                    # The variables may hold a one-time link: once the message has left
+                    # nothing needs it, so it does not stay in the database.
+                    await query.update(
+                        status=OutboxStatus.SENT, sent_at=now, params={}, last_error=None
+                    )
+                elif outcome is DeliveryOutcome.RETRY:
+                    await query.update(
+                        attempts=attempts,
+                        next_attempt_at=now + backoff(attempts),
+                        last_error=reason,
+                    )
+                else:
+                    await query.update(
+                        status=OutboxStatus.FAILED, attempts=attempts, last_error=reason, params={}
+                    )
+
+        await self._db(record, "record")
+        batch.in_hand.discard(row.id)
+        metrics.DELIVERIES.labels(outcome=outcome.value).inc()
+        if outcome is DeliveryOutcome.DELIVERED:
+            stats.sent += 1
+            return
+        if outcome is DeliveryOutcome.RETRY:
+            stats.retried += 1
+        else:
+            stats.failed += 1
+        # Never the address or the link: the row id and kind find the message.
+        log.warning(
+            "mail.delivery_failed",
+            message_id=row.id,
+            kind=row.kind,
+            outcome=outcome.value,
+            attempts=attempts,
+            reason=reason,
+        )
 
     async def drain(self) -> DispatchStats:
         """Send until nothing is due (tests, the CLI, shutdown)."""
         total = DispatchStats()
         while True:
             stats = await self.run_once()
-            if not stats.handled:
-                return total
             total.sent += stats.sent
             total.retried += stats.retried
             total.failed += stats.failed
-
-    async def _settle(
-        self, rows: list[OutboxMessage], results: list[Result], stats: DispatchStats
-    ) -> None:
-        now = utcnow()
-        sent = [r for r, res in zip(rows, results, strict=True) if res.outcome is Outcome.SENT]
-        stats.sent = len(sent)
-        failed: list[tuple[OutboxMessage, int, str | None]] = []
-        async with in_transaction():
-            for row in sent:
-                await self._report(row, DeliveryOutcome.DELIVERED, None)
-            if sent:
-                # The variables may hold a one-time link: once the message has left
-                # nothing needs it, so it does not stay in the database.
-                await OutboxMessage.filter(id__in=[r.id for r in sent]).update(
-                    status=OutboxStatus.SENT, sent_at=now, params={}, last_error=None
-                )
-            for row, result in zip(rows, results, strict=True):
-                if result.outcome is Outcome.SENT:
-                    continue
-                attempts = row.attempts + 1
-                if (
-                    result.outcome is Outcome.TRANSIENT
-                    and attempts < self.settings.mail_max_attempts
-                ):
-                    stats.retried += 1
-                    delay = timedelta(seconds=BACKOFF_BASE_SECONDS * 2 ** (attempts - 1))
-                    await self._report(row, DeliveryOutcome.RETRY, result.detail)
-                    await OutboxMessage.filter(id=row.id).update(
-                        attempts=attempts, next_attempt_at=now + delay, last_error=result.detail
-                    )
-                    continue
-                stats.failed += 1
-                failed.append((row, attempts, result.detail))
-        # Each in a transaction of its own, the callback first (it locks the patient
-        # before touching the link: onboarding.unit_of_work).
-        for row, attempts, detail in failed:
-            async with in_transaction():
-                await self._report(row, DeliveryOutcome.FAILED, detail)
-                await OutboxMessage.filter(id=row.id).update(
-                    status=OutboxStatus.FAILED, attempts=attempts, last_error=detail, params={}
-                )
-
-    async def _report(
-        self, row: OutboxMessage, outcome: DeliveryOutcome, reason: str | None
-    ) -> None:
-        await self.on_outcome(
-            message_id=row.id,
-            patient_id=row.patient_id,
-            link_id=row.link_id,
-            outcome=outcome,
-            reason=reason,
-        )
+            total.returned += stats.returned
+            if not stats.handled or self.stopping.is_set():
+                return total
 
     async def run_forever(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                stats = await self.run_once()
-            except Exception:  # a database hiccup must not kill the loop
-                log.exception("mail.dispatch_failed")
-                stats = DispatchStats()
-            if stats.handled:
-                continue
-            self._wake.clear()
-            waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
-            await asyncio.wait(
-                waiters,
-                timeout=self.settings.mail_poll_seconds,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            for w in waiters:
-                w.cancel()
+        """Poll until ``stop`` is set; the message in hand is finished and recorded,
+        the rest of its batch handed back. Raises ``DispatcherBroken`` (only with
+        ``max_failures``)."""
+        watcher = asyncio.create_task(self._forward_stop(stop))
+        try:
+            while not stop.is_set():
+                metrics.WORKER_HEARTBEAT.labels(worker="mail").set_to_current_time()
+                try:
+                    stats = await self.run_once()
+                except DispatcherBroken:
+                    raise
+                except Exception:  # not a database error: a bug; log it and go on
+                    log.exception("mail.dispatch_failed")
+                    stats = DispatchStats()
+                if stats.handled:
+                    continue
+                self._wake.clear()
+                waiters = [
+                    asyncio.ensure_future(self._wake.wait()),
+                    asyncio.ensure_future(stop.wait()),
+                ]
+                await asyncio.wait(
+                    waiters,
+                    timeout=self.settings.mail_poll_seconds,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                for w in waiters:
+                    w.cancel()
+        finally:
+            watcher.cancel()
+
+    async def _forward_stop(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self.stopping.set()

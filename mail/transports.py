@@ -1,13 +1,22 @@
 """Transports: ``smtp`` (aiosmtplib), ``file`` (one .eml per message, the embedded
-default's mailbox) and ``console``. Each sends a batch and reports per message, so the
-dispatcher can retry transient failures and give up on permanent ones."""
+default's mailbox) and ``console``. Each sends a lane of messages in order and reports
+every message the moment its fate is known (``settle``), so the dispatcher records it as
+sent before the next one leaves; it asks ``proceed`` before each message, so a worker
+that is stopping or whose lease is running out sends nothing more.
+
+Only a permanent reply to a message (5xx to MAIL, RCPT or DATA) is PERMANENT. A server
+that cannot be reached, times out, drops the connection or refuses the session (even with
+a 5xx greeting or AUTH failure: that is our configuration or their outage, not this
+recipient) is TRANSIENT: an outage is not a bounce."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from email.utils import parseaddr
 from enum import Enum
@@ -47,8 +56,14 @@ def build_message(sender: str, item: Outgoing) -> bytes:
     )
 
 
+Proceed = Callable[[], bool]
+Settle = Callable[[int, Result], Awaitable[None]]
+
+
 class Transport(Protocol):
-    async def send(self, items: Sequence[Outgoing]) -> list[Result]: ...
+    async def send(self, items: Sequence[Outgoing], proceed: Proceed, settle: Settle) -> None:
+        """Send ``items`` in order; ``proceed()`` before each, ``await settle(i, result)``
+        right after each. Items never settled were not attempted."""
 
 
 class FileTransport:
@@ -56,16 +71,16 @@ class FileTransport:
         self.sender = settings.mail_from
         self.directory = Path(settings.mail_dir)
 
-    async def send(self, items: Sequence[Outgoing]) -> list[Result]:
+    async def send(self, items: Sequence[Outgoing], proceed: Proceed, settle: Settle) -> None:
         await anyio.Path(self.directory).mkdir(parents=True, exist_ok=True)
-        results = []
-        for item in items:
+        for i, item in enumerate(items):
+            if not proceed():
+                return
             # Sortable by time, unique, and free of characters some file systems refuse.
             name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex}.eml"
             data = build_message(self.sender, item)
             await anyio.Path(self.directory / name).write_bytes(data)
-            results.append(Result(Outcome.SENT, "written"))
-        return results
+            await settle(i, Result(Outcome.SENT, "written"))
 
 
 class ConsoleTransport:
@@ -74,19 +89,27 @@ class ConsoleTransport:
     def __init__(self, settings: Settings) -> None:
         self.sender = settings.mail_from
 
-    async def send(self, items: Sequence[Outgoing]) -> list[Result]:
-        for item in items:
+    async def send(self, items: Sequence[Outgoing], proceed: Proceed, settle: Settle) -> None:
+        for i, item in enumerate(items):
+            if not proceed():
+                return
             sys.stdout.write(build_message(self.sender, item).decode() + "\n")
-        sys.stdout.flush()
-        return [Result(Outcome.SENT, "printed") for _ in items]
+            sys.stdout.flush()
+            await settle(i, Result(Outcome.SENT, "printed"))
 
 
 class SmtpTransport:
-    """One connection per batch, reused for every message in it."""
+    """One connection per lane, reused for every message in it."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.envelope_from = parseaddr(settings.mail_from)[1] or settings.mail_from
+
+    @property
+    def message_deadline(self) -> float:
+        """The longest one message may take, connection included; the dispatcher starts a
+        message only when its lease outlasts this."""
+        return message_deadline(self.settings)
 
     def _client(self) -> aiosmtplib.SMTP:
         s = self.settings
@@ -100,53 +123,91 @@ class SmtpTransport:
             timeout=s.smtp_timeout_seconds,
         )
 
-    async def send(self, items: Sequence[Outgoing]) -> list[Result]:
-        if not items:
-            return []
-        client = self._client()
+    async def send(self, items: Sequence[Outgoing], proceed: Proceed, settle: Settle) -> None:
+        client: aiosmtplib.SMTP | None = None
         try:
-            await client.connect()
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            detail = _reply(exc)
-            permanent = isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code >= 500
-            outcome = Outcome.PERMANENT if permanent else Outcome.TRANSIENT
-            return [Result(outcome, detail) for _ in items]
-        results: list[Result] = []
-        try:
-            for item in items:
-                results.append(await self._send_one(client, item))
+            for i, item in enumerate(items):
+                if not proceed():
+                    return
+                if client is None or not client.is_connected:
+                    client = self._client()
+                    try:
+                        await asyncio.wait_for(client.connect(), self.message_deadline)
+                    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                        # Nothing was handed over: every message of the lane waits for
+                        # its retry instead of hammering a server that is not there.
+                        client = None
+                        reason = "cannot open an SMTP session: " + _reply(exc)
+                        for k in range(i, len(items)):
+                            await settle(k, Result(Outcome.TRANSIENT, reason))
+                        return
+                result = await self._send_one(client, item)
+                if result.outcome is Outcome.TRANSIENT and not client.is_connected:
+                    client = None
+                await settle(i, result)
         finally:
-            try:
-                await client.quit()
-            except (aiosmtplib.SMTPException, OSError):
-                pass
-        return results
+            if client is not None and client.is_connected:
+                try:
+                    await asyncio.wait_for(client.quit(), self.settings.smtp_timeout_seconds)
+                except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                    client.close()
 
     async def _send_one(self, client: aiosmtplib.SMTP, item: Outgoing) -> Result:
         data = build_message(self.settings.mail_from, item)
         try:
-            if not client.is_connected:
-                await client.connect()
-            errors, reply = await client.sendmail(self.envelope_from, [item.to_addr], data)
+            errors, reply = await asyncio.wait_for(
+                client.sendmail(self.envelope_from, [item.to_addr], data), self.message_deadline
+            )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             permanent = all(code >= 500 for code in codes)
-            return Result(Outcome.PERMANENT if permanent else Outcome.TRANSIENT, _reply(exc))
+            return Result(
+                Outcome.PERMANENT if permanent else Outcome.TRANSIENT, _reply(exc, item.to_addr)
+            )
         except aiosmtplib.SMTPResponseException as exc:
             outcome = Outcome.PERMANENT if exc.code >= 500 else Outcome.TRANSIENT
-            return Result(outcome, _reply(exc))
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            return Result(Outcome.TRANSIENT, _reply(exc))
+            return Result(outcome, _reply(exc, item.to_addr))
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            # The server may or may not have taken the message: the connection is not
+            # trusted any more, and the retry may deliver a second copy (at most one).
+            client.close()
+            return Result(Outcome.TRANSIENT, _reply(exc, item.to_addr))
         return Result(Outcome.SENT, reply[:300])
 
 
-def _reply(exc: BaseException) -> str:
-    # SMTP replies name the server's view of the failure; they never carry our body.
+def message_deadline(settings: Settings) -> float:
+    # Connect, EHLO, (STARTTLS, AUTH,) MAIL, RCPT, DATA: each bounded by the SMTP timeout
+    # on its own; a message as a whole gets three of them.
+    return 3 * settings.smtp_timeout_seconds
+
+
+_DESCRIBE = {
+    ConnectionRefusedError: "connection refused",
+    TimeoutError: "timed out",
+    aiosmtplib.SMTPTimeoutError: "timed out",
+    aiosmtplib.SMTPConnectTimeoutError: "connection timed out",
+    aiosmtplib.SMTPServerDisconnected: "server disconnected",
+}
+
+
+def _reply(exc: BaseException, address: str | None = None) -> str:
+    """Why a message did not leave, for the outbox row, the link and the logs. SMTP
+    replies often echo the recipient; it is replaced so no log line carries an address."""
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
-        return "; ".join(f"{r.code} {r.message}" for r in exc.recipients)[:300]
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return f"{exc.code} {exc.message}"[:300]
-    return type(exc).__name__
+        text = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
+    elif isinstance(exc, aiosmtplib.SMTPResponseException):
+        text = f"{exc.code} {exc.message}"
+    else:
+        # aiosmtplib wraps the socket's error (SMTPConnectError from ConnectionRefused…).
+        cause = exc.__cause__ or exc.__context__
+        named = cause if cause is not None and type(cause) in _DESCRIBE else exc
+        label = _DESCRIBE.get(type(named))
+        if label is None:
+            label = next((d for t, d in _DESCRIBE.items() if isinstance(named, t)), "failed")
+        text = f"{label} ({type(named).__name__})"
+    if address:
+        text = re.sub(re.escape(address), "<recipient>", text, flags=re.IGNORECASE)
+    return text[:300]
 
 
 def transport_for(settings: Settings) -> Transport:

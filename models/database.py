@@ -92,6 +92,28 @@ async def disconnect() -> None:
     await Tortoise.close_connections()
 
 
+async def discard_connections(alias: str = "default") -> None:
+    """Drop the PostgreSQL pool after a database error; the next query opens a new one.
+
+    A backend terminated mid-operation (failover, ``pg_terminate_backend``) can leave a
+    connection that is neither usable nor seen as closed, and a connection whose BEGIN
+    failed is never given back, so healing starts from a fresh pool. Terminate, not
+    close: a graceful close would wait for connections that will never come back.
+    SQLite has no pool and nothing to drop."""
+    from tortoise import connections
+
+    try:
+        client = connections.get(alias)
+    except Exception:  # not initialised (yet): nothing to drop
+        return
+    parent = getattr(client, "_parent", client)  # a transaction's client -> its pool owner
+    pool = getattr(parent, "_pool", None)
+    if pool is None:
+        return
+    parent._pool = None
+    pool.terminate()
+
+
 # For Tortoise's own CLI only (`tortoise -c models.database.TORTOISE_ORM makemigrations`);
 # the service builds its configuration from Settings.
 TORTOISE_ORM = tortoise_config("sqlite://:memory:")

@@ -5,15 +5,28 @@ from __future__ import annotations
 import random
 from datetime import date, timedelta
 
+from tortoise import connections
+
 from core.clock import utcnow
 from core.passwords import pwd_context
 from core.secrets import new_token
 from core.settings import Settings
-from models import ActorType, ChartStatus, PasswordOrigin, Patient, PortalAccount
-from onboarding.actor import Actor
+from models import (
+    ActorType,
+    ChartStatus,
+    DeliveryStatus,
+    LinkToken,
+    OutboxMessage,
+    OutboxStatus,
+    PasswordOrigin,
+    Patient,
+    PortalAccount,
+)
+from onboarding.actor import SYSTEM, Actor
 from onboarding.admin import create_practice, create_staff
 from onboarding.bulk import BulkRequest
 from onboarding.invitations import send_invitations
+from onboarding.unit_of_work import patient_change
 
 FIRST = (
     "James Mary Robert Patricia John Jennifer Michael Linda David Elizabeth William Barbara "
@@ -38,8 +51,8 @@ LAST = (
     "Morris Morales Murphy Cook Rogers Gutierrez Ortiz Morgan Cooper Peterson Bailey Reed "
     "Kelly Howard Ramos Kim Cox Ward Richardson Watson Brooks Chavez Wood James Bennett Gray "
     "Mendoza Ruiz Hughes Price Alvarez Castillo Sanders Patel Myers Long Ross Foster Jimenez "
-    "O'Brien McDonald DeLuca Van der Berg"
-).split()
+    "O'Brien McDonald DeLuca"
+).split() + ["Van der Berg"]  # a surname with spaces, kept whole
 DOMAINS = ("example.com", "example.org", "example.net", "mail.example.com")
 
 
@@ -146,4 +159,28 @@ async def build_demo(settings: Settings, count: int) -> str:
     await send_invitations(
         actor, BulkRequest(patient_ids=invite), confirm_shared_email=True, settings=settings
     )
+    await _expire_some_invitations([int(pid) for pid in invite[::3]])
     return token
+
+
+async def _expire_some_invitations(patient_ids: list[int]) -> None:
+    """Age a third of the demo's invitations past their expiry, so the demo shows
+    INVITATION_EXPIRED patients too (their mail counts as sent long ago)."""
+    if not patient_ids:
+        return
+    now = utcnow()
+    async with patient_change(SYSTEM, patient_ids):
+        conn = connections.get("default")
+        await LinkToken.filter(patient_id__in=patient_ids).update(
+            created_at=now - timedelta(days=3),
+            expires_at=now - timedelta(days=2),
+            delivery_status=DeliveryStatus.SENT,
+        )
+        await OutboxMessage.filter(patient_id__in=patient_ids, status=OutboxStatus.PENDING).update(
+            status=OutboxStatus.SENT, sent_at=now - timedelta(days=3), params={}
+        )
+        # Re-point each patient at its own newest link: the trigger that copies a link's
+        # open-until onto the patient (migration 0006) fires on that column.
+        ids = ",".join(str(int(pid)) for pid in patient_ids)  # integers only
+        sql = f"UPDATE patient SET last_link_id = last_link_id WHERE id IN ({ids})"  # noqa: S608
+        await conn.execute_query(sql)

@@ -8,6 +8,7 @@ process cannot switch); ``make test`` and ``.ci/run`` run the suite once per bac
 from __future__ import annotations
 
 import email
+import logging
 import os
 import re
 import socket
@@ -140,6 +141,9 @@ def token_from(message: Message) -> str:
 
 @pytest.fixture(scope="session")
 def smtp_server() -> Iterator[tuple[Mailbox, int]]:
+    # The test SMTP server (aiosmtpd) logs every envelope at INFO: it is not the service,
+    # and its lines would pollute the tests that read the service's logs.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     mailbox = Mailbox()
     port = free_port()
     controller = Controller(mailbox, hostname="127.0.0.1", port=port)
@@ -224,6 +228,7 @@ async def api(
         yield Api(client, app, settings)
     await app.state.services.background.drain()
     app.state.services.hasher.close()
+    app.state.services.limiter.close()
 
 
 @dataclass

@@ -84,24 +84,95 @@ async def test_transient_failure_is_retried_after_the_backoff(
     assert (row.status, row.attempts, row.last_error) == (OutboxStatus.SENT, 1, None)
 
 
-@pytest.mark.parametrize("settings_overrides", [{"mail_max_attempts": 2}])
-async def test_transient_failures_give_up_after_max_attempts(
-    api: Api, staff: Staff, mailbox: Mailbox
+async def test_transient_failures_retry_until_the_give_up_age(
+    api: Api, staff: Staff, mailbox: Mailbox, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # given the receiving server keeps answering "try later"
     mailbox.refuse[EMAIL] = "451 4.3.0 try later"
     pid = await invited(api, staff)
-    await api.deliver()
+    start = utcnow()
 
-    with time_machine.travel(utcnow() + timedelta(seconds=BACKOFF_BASE_SECONDS + 1), tick=False):
-        await api.deliver()
-
+    # when it is retried for almost three days (the default give-up age)
+    for hours in (0, 1, 6, 24, 48, 71.9):
+        with time_machine.travel(start + timedelta(hours=hours), tick=False):
+            await api.deliver()
+    # then the message is still waiting and its link is still good
     row = await OutboxMessage.get()
-    assert (row.status, row.attempts) == (OutboxStatus.FAILED, 2)
+    assert row.status is OutboxStatus.PENDING and row.attempts == 6
+    assert (await patient(api, staff, pid))["lastInvitation"]["deliveryStatus"] == "QUEUED"
+
+    # when the next attempt comes after three days
+    with time_machine.travel(start + timedelta(hours=73), tick=False):
+        await api.deliver()
+    # then it is given up with a reason that says why, and the link dies with it
+    row = await OutboxMessage.get()
+    assert (row.status, row.attempts) == (OutboxStatus.FAILED, 7)
+    assert row.last_error == "gave up after 72 h of transient failures; last: 451 4.3.0 try later"
     assert row.params == {}
     details = await patient(api, staff, pid)
     assert details["lastInvitation"]["deliveryStatus"] == "FAILED"
     assert details["portalStatus"] == "INVITATION_EXPIRED"
     assert mailbox.messages == []
+    # and every failure was a warning line with the reason, never the address or link
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "mail.delivery_failed" in ln]
+    assert len(lines) == 7
+    assert all("warning" in ln and "451 4.3.0 try later" in ln for ln in lines)
+    assert "outcome=failed" in lines[-1] and "gave up after 72 h" in lines[-1]
+    assert not any(EMAIL in ln or "token" in ln for ln in lines)
+
+
+async def test_an_smtp_outage_is_not_a_bounce(
+    api: Api, staff: Staff, mailbox: Mailbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Why 3: an SMTP server that never answers, for longer than the old retry window,
+    turned every queued invitation into FAILED with its link revoked."""
+    pid = await invited(api, staff)
+    down = api.settings.model_copy(update={"smtp_port": free_port()})
+    dispatcher = Dispatcher(down, on_outcome=record_delivery_outcome)
+    start = utcnow()
+    # when the server is down for two days of retries
+    for hours in (0, 0.5, 1, 2, 4, 8, 16, 24, 36, 47):
+        with time_machine.travel(start + timedelta(hours=hours), tick=False):
+            await dispatcher.drain()
+    # then nothing was given up: the invitation still waits, its link still opens
+    row = await OutboxMessage.get()
+    assert (row.status, row.attempts) == (OutboxStatus.PENDING, 10)
+    assert (
+        row.last_error == "cannot open an SMTP session: connection refused (ConnectionRefusedError)"
+    )
+    details = await patient(api, staff, pid)
+    assert details["lastInvitation"]["deliveryStatus"] == "QUEUED"
+    assert details["portalStatus"] == "INVITED"
+    assert "connection refused" in capsys.readouterr().err
+    # and once the server is back the message goes out
+    with time_machine.travel(start + timedelta(hours=48), tick=False):
+        await api.deliver()
+    assert len(mailbox.to(EMAIL)) == 1
+    assert (await patient(api, staff, pid))["lastInvitation"]["deliveryStatus"] == "SENT"
+
+
+async def test_a_silent_smtp_server_times_out_as_transient(
+    api: Api, staff: Staff, mailbox: Mailbox
+) -> None:
+    # given a server that accepts TCP connections and never says a word
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    try:
+        await invited(api, staff)
+        silent = api.settings.model_copy(
+            update={"smtp_port": listener.getsockname()[1], "smtp_timeout_seconds": 0.3}
+        )
+        stats = await Dispatcher(silent, on_outcome=record_delivery_outcome).run_once()
+    finally:
+        listener.close()
+    # then the message waits for a retry, with a reason that says what happened
+    assert (stats.sent, stats.retried, stats.failed) == (0, 1, 0)
+    row = await OutboxMessage.get()
+    assert row.status is OutboxStatus.PENDING
+    assert row.last_error is not None and "timed out" in row.last_error
 
 
 async def test_backoff_doubles(api: Api, staff: Staff, mailbox: Mailbox) -> None:
@@ -135,10 +206,10 @@ async def test_permanent_failure_revokes_the_link(api: Api, staff: Staff, mailbo
     # then delivery failed for good, with the server's reply
     row = await OutboxMessage.get()
     assert (row.status, row.attempts) == (OutboxStatus.FAILED, 1)
-    assert row.last_error is not None and row.last_error.startswith("550")
+    assert row.last_error == "permanent SMTP reply: 550 5.1.1 no such user"
     await link.refresh_from_db()
     assert link.delivery_status.value == "FAILED"
-    assert link.delivery_detail is not None and "550" in link.delivery_detail
+    assert link.delivery_detail == "permanent SMTP reply: 550 5.1.1 no such user"
     assert link.revoked_at is not None
     # and the Onboarding Tool shows it
     details = await patient(api, staff, pid)
@@ -308,11 +379,18 @@ async def test_file_transport_writes_one_eml_per_message(tmp_path: Path) -> None
     settings = Settings(_env_file=None, mail_dir=str(tmp_path / "outbox"))  # type: ignore[call-arg]
     transport = FileTransport(settings)
 
-    results = await transport.send(
+    results = []
+
+    async def settle(i: int, result: Any) -> None:
+        results.append(result)
+
+    await transport.send(
         [
             Outgoing("a@example.com", "First", "text one https://x#token=abc", "<p>one</p>"),
             Outgoing("b@example.com", "Second", "text two", "<p>two</p>"),
-        ]
+        ],
+        lambda: True,
+        settle,
     )
 
     assert [r.outcome for r in results] == [Outcome.SENT, Outcome.SENT]
@@ -392,7 +470,7 @@ async def test_outcomes_are_reported_through_the_callback_not_written_by_mail(
     assert sorted(reports, key=lambda r: r[0] or 0) == [
         (int(ids[0]), "delivered", None),
         (int(ids[1]), "retry", "451 4.3.0 try later"),
-        (int(ids[2]), "failed", "550 5.1.1 no such user"),
+        (int(ids[2]), "failed", "permanent SMTP reply: 550 5.1.1 no such user"),
     ]
     # and the dispatcher itself left every link as it was: QUEUED, none revoked
     links = await LinkToken.all()
