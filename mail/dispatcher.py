@@ -37,7 +37,7 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol, TypeVar
 
@@ -73,7 +73,9 @@ class DeliveryOutcome(StrEnum):
 
 class DeliveryCallback(Protocol):
     """Told each message's outcome inside the transaction that settles its outbox row,
-    before the row is written, so a callback that locks a patient locks it first."""
+    before the row is written, so a callback that locks a patient locks it first.
+    Outcomes reported at the same moment share one transaction; their callbacks are then
+    called in ascending patient id order, the order patients are always locked in."""
 
     async def __call__(
         self,
@@ -103,10 +105,22 @@ class DispatchStats:
 
 
 @dataclass
+class _Entry:
+    row: OutboxMessage
+    outcome: DeliveryOutcome
+    reason: str | None
+    attempts: int
+    now: datetime
+    done: asyncio.Future[None] | None = None
+
+
+@dataclass
 class _Batch:
     rows: list[OutboxMessage]
     deadline: float  # monotonic time the lease ends, as last renewed
     in_hand: set[int] = field(default_factory=set)
+    queue: list[_Entry] = field(default_factory=list)  # outcomes waiting for a commit
+    writer: asyncio.Future[None] | None = None
 
 
 def backoff(attempts: int) -> timedelta:
@@ -303,8 +317,8 @@ class Dispatcher:
     async def _settle(
         self, batch: _Batch, row: OutboxMessage, result: Result, stats: DispatchStats
     ) -> None:
-        """Record one message's outcome in its own transaction, the callback first (it
-        may lock the patient, which must be the first lock taken)."""
+        """Decide one message's outcome and record it before returning (the lane sends
+        its next message only then)."""
         now = utcnow()
         attempts = row.attempts + 1
         outcome: DeliveryOutcome
@@ -321,34 +335,7 @@ class Dispatcher:
         else:
             outcome, reason = DeliveryOutcome.RETRY, result.detail
 
-        async def record() -> None:
-            async with in_transaction():
-                await self.on_outcome(
-                    message_id=row.id,
-                    patient_id=row.patient_id,
-                    link_id=row.link_id,
-                    outcome=outcome,
-                    reason=reason,
-                )
-                query = OutboxMessage.filter(id=row.id)
-                if outcome is DeliveryOutcome.DELIVERED:
-                    # The variables may hold a one-time link: once the message has left
-                    # nothing needs it, so it does not stay in the database.
-                    await query.update(
-                        status=OutboxStatus.SENT, sent_at=now, params={}, last_error=None
-                    )
-                elif outcome is DeliveryOutcome.RETRY:
-                    await query.update(
-                        attempts=attempts,
-                        next_attempt_at=now + backoff(attempts),
-                        last_error=reason,
-                    )
-                else:
-                    await query.update(
-                        status=OutboxStatus.FAILED, attempts=attempts, last_error=reason, params={}
-                    )
-
-        await self._db(record, "record")
+        await self._record(batch, _Entry(row, outcome, reason, attempts, now))
         batch.in_hand.discard(row.id)
         metrics.DELIVERIES.labels(outcome=outcome.value).inc()
         if outcome is DeliveryOutcome.DELIVERED:
@@ -367,6 +354,67 @@ class Dispatcher:
             attempts=attempts,
             reason=reason,
         )
+
+    async def _record(self, batch: _Batch, entry: _Entry) -> None:
+        """Group commit: outcomes that lanes report while a commit is in flight share
+        the next one, so N connections cost about one transaction per round instead
+        of N. Each lane still waits for its own message's commit before sending again,
+        so at most one accepted-but-unrecorded message per connection exists."""
+        entry.done = asyncio.get_running_loop().create_future()
+        batch.queue.append(entry)
+        if batch.writer is None or batch.writer.done():
+            batch.writer = asyncio.ensure_future(self._write_queued(batch))
+        await entry.done
+
+    async def _write_queued(self, batch: _Batch) -> None:
+        while batch.queue:
+            items, batch.queue = batch.queue, []
+            try:
+                await self._db(lambda items=items: self._write(items), "record")  # type: ignore[misc]
+            except BaseException as exc:
+                for entry in [*items, *batch.queue]:
+                    if entry.done is not None and not entry.done.done():
+                        entry.done.set_exception(exc)
+                batch.queue.clear()
+                return
+            for entry in items:
+                if entry.done is not None and not entry.done.done():
+                    entry.done.set_result(None)
+
+    async def _write(self, items: list[_Entry]) -> None:
+        # Callbacks first, in patient id order: a callback may lock its patient, and
+        # patients are always locked in id order (models.patient.lock_patients).
+        async with in_transaction():
+            for e in sorted(items, key=lambda e: (e.row.patient_id or 0, e.row.id)):
+                await self.on_outcome(
+                    message_id=e.row.id,
+                    patient_id=e.row.patient_id,
+                    link_id=e.row.link_id,
+                    outcome=e.outcome,
+                    reason=e.reason,
+                )
+            delivered = [e.row.id for e in items if e.outcome is DeliveryOutcome.DELIVERED]
+            if delivered:
+                # The variables may hold a one-time link: once the message has left
+                # nothing needs it, so it does not stay in the database.
+                await OutboxMessage.filter(id__in=delivered).update(
+                    status=OutboxStatus.SENT, sent_at=items[0].now, params={}, last_error=None
+                )
+            for e in items:
+                query = OutboxMessage.filter(id=e.row.id)
+                if e.outcome is DeliveryOutcome.RETRY:
+                    await query.update(
+                        attempts=e.attempts,
+                        next_attempt_at=e.now + backoff(e.attempts),
+                        last_error=e.reason,
+                    )
+                elif e.outcome is DeliveryOutcome.FAILED:
+                    await query.update(
+                        status=OutboxStatus.FAILED,
+                        attempts=e.attempts,
+                        last_error=e.reason,
+                        params={},
+                    )
 
     async def drain(self) -> DispatchStats:
         """Send until nothing is due (tests, the CLI, shutdown)."""
