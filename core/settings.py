@@ -86,7 +86,22 @@ class Settings(BaseSettings):
     max_tokens: int = 2000
     max_body_bytes: int = 100_000
     max_page_size: int = 200
+    # Rows one request may read (page sizes x aliases x fragment spreads, searches and
+    # counts weighted; graph/limits.py), checked before any resolver runs.
+    max_cost: int = Field(default=1000, ge=1)
     max_bulk_ids: int = 10_000
+    # Transport limits (graph/transport.py, graph/middleware.py): a request's headers and
+    # its body must arrive within these; open connections per process and per client
+    # address; requests handled at once per process (503 beyond); a request's deadline.
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_connections: int = Field(default=1000, ge=1)
+    max_connections_per_address: int = Field(default=100, ge=0)
+    max_in_flight: int = Field(default=64, ge=1)
+    request_timeout_seconds: float = Field(default=30.0, gt=0)
+    # argon2 calls waiting for a hashing thread; beyond it a login or password change is
+    # refused with RATE_LIMITED instead of queueing without end.
+    hash_queue_limit: int = Field(default=64, ge=1)
     # Allows production to run on development defaults (file mail, SQLite) when a
     # deployment really means to, e.g. a single-host pilot.
     allow_insecure_defaults: bool = False

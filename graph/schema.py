@@ -6,20 +6,17 @@ import structlog
 from graphql import GraphQLError
 from strawberry import Schema
 from strawberry.extensions import (
-    AddValidationRules,
     DisableIntrospection,
     MaskErrors,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
-    ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from core.passwords import HashQueueFull
 from core.settings import Settings
-from graph.limits import OneCredentialOperation
+from graph.limits import CostLimit, PortalValidation, cached_shape_check
 from graph.mutations import Mutation
 from graph.queries import Query
 
@@ -28,7 +25,8 @@ def should_mask(error: GraphQLError) -> bool:
     """Parse and validation errors and the errors we raise on purpose (authentication,
     bad arguments) stay readable; anything else could carry SQL or internals."""
     original = error.original_error
-    return original is not None and not isinstance(original, GraphQLError)
+    # A full hashing queue is a deliberate refusal (RATE_LIMITED), not a fault.
+    return original is not None and not isinstance(original, GraphQLError | HashQueueFull)
 
 
 log = structlog.get_logger("graph.errors")
@@ -57,20 +55,19 @@ class PortalSchema(Schema):
 
 
 def build_schema(settings: Settings) -> Schema:
-    # The limiters' rule classes are built once here. Built per request (as the
-    # extension factories would), every request brings new classes, the validation
-    # cache key never repeats and each page is validated again: ~30% of a page's CPU.
-    rules = [
-        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
-        *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
-        OneCredentialOperation,
-    ]
+    # The shape check and its cache are built once here. Built per request (as the
+    # extension factories would), the cache would never hit and each page would be
+    # validated again: ~30% of a page's CPU.
+    shape_check = cached_shape_check(settings, maxsize=256)
     extensions: list = [  # type: ignore[type-arg]
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
-        lambda: AddValidationRules(rules),
+        # Depth, aliases, credential and mailing operations in one walk linear in the
+        # document (Strawberry's limiters walk fragments as trees: 2^n on a fragment
+        # chain), then graphql-core's rules; the cost once the variables are known.
+        lambda: PortalValidation(shape_check, maxsize=256),
+        lambda: CostLimit(settings),
         lambda: MaskErrors(should_mask_error=should_mask, error_message="Unexpected error."),
         lambda: ParserCache(maxsize=256),
-        lambda: ValidationCache(maxsize=256),
     ]
     if settings.is_production:
         extensions.append(DisableIntrospection)
