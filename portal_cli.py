@@ -56,6 +56,13 @@ def serve(
         access_log=False,  # our middleware logs method, path and status, never a query string
         proxy_headers=False,  # client addresses come from PORTAL_TRUSTED_PROXIES only
         log_level="info",
+        # Header and body read deadlines, connection caps per process and per address
+        # (read from the PORTAL_* environment in each worker).
+        http="graph.transport:PortalHttpProtocol",
+        # uvicorn answers 503 itself once this many connections or requests are open.
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=5,
+        timeout_graceful_shutdown=int(settings.request_timeout_seconds),
     )
 
 

@@ -126,5 +126,10 @@ def create_app(
         routes.append(Route("/portal/activate", activate_page))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.services = services
-    app.add_middleware(PortalMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        PortalMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_in_flight=settings.max_in_flight,
+        request_timeout_seconds=settings.request_timeout_seconds,
+    )
     return app
