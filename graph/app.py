@@ -38,9 +38,17 @@ class PortalGraphQL(GraphQL[Context, None]):
         self.services = services
 
     def decode_json(self, data: str | bytes) -> object:
+        # orjson, not json: it refuses what is no text (invalid or overlong UTF-8,
+        # encoded or escaped lone surrogates, a byte-order mark) and nesting deeper than
+        # 1024, all as a JSONDecodeError, which Strawberry answers with a 400. json.loads
+        # raised RecursionError (a 500) on 50 kB of brackets and let lone surrogates
+        # through to fail (and be logged) in the database driver.
+        try:
+            value = orjson.loads(data)
+        except RecursionError as exc:  # defensive: orjson stops at depth 1024
+            raise json.JSONDecodeError("nested too deeply", "", 0) from exc
         # Valid JSON that is no object (a bare `42`) would fail inside Strawberry with a
         # 500; answer it like malformed JSON, with a 400 (SPEC 6).
-        value = super().decode_json(data)
         if not isinstance(value, (dict, list)):
             raise json.JSONDecodeError("a GraphQL request must be a JSON object", "", 0)
         return value

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import traceback
+from typing import Any
+
 import structlog
 from graphql import GraphQLError
 from strawberry import Schema
@@ -32,6 +35,30 @@ def should_mask(error: GraphQLError) -> bool:
 log = structlog.get_logger("graph.errors")
 
 
+# Database drivers quote the offending parameter in their messages (asyncpg: "invalid
+# input for query argument $1: 'rosa…'"), and Unicode errors quote the string: for
+# these, the log keeps the exception types and the traceback's frames, not the message.
+_QUOTING_MODULES = ("asyncpg", "sqlite3", "aiosqlite", "tortoise", "pypika")
+
+
+def _quotes_input(exc: BaseException) -> bool:
+    module = type(exc).__module__ or ""
+    return isinstance(exc, UnicodeError) or module.split(".")[0] in _QUOTING_MODULES
+
+
+def fault_fields(exc: BaseException | None) -> dict[str, Any]:
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    if not any(_quotes_input(e) for e in chain):
+        return {"exc_info": chain[0] if chain else None}
+    return {
+        "error": " <- ".join(type(e).__qualname__ for e in chain),
+        "frames": "".join(traceback.format_tb(chain[0].__traceback__)),
+    }
+
+
 class PortalSchema(Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -48,7 +75,7 @@ class PortalSchema(Schema):
                     error.message = error.message.split(" Did you mean")[0]
         for error in errors:
             if should_mask(error):
-                log.error("graphql.fault", path=error.path, exc_info=error.original_error)
+                log.error("graphql.fault", path=error.path, **fault_fields(error.original_error))
             else:
                 code = (error.extensions or {}).get("code")
                 log.info("graphql.refused", code=code, path=error.path)
