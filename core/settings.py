@@ -11,7 +11,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -102,8 +102,11 @@ class Settings(BaseSettings):
     # argon2 calls waiting for a hashing thread; beyond it a login or password change is
     # refused with RATE_LIMITED instead of queueing without end.
     hash_queue_limit: int = Field(default=64, ge=1)
-    # Allows production to run on development defaults (file mail, SQLite) when a
-    # deployment really means to, e.g. a single-host pilot.
+    # Server secret; production requires one (issue 10 derives link tokens from it).
+    secret_key: SecretStr | None = None
+    # Allows production to run on development defaults (file mail, SQLite, SMTP in
+    # clear, no secret key) when a deployment really means to, e.g. a single-host
+    # pilot; each relaxed rule is then logged as a warning at start.
     allow_insecure_defaults: bool = False
 
     @property
@@ -118,17 +121,36 @@ class Settings(BaseSettings):
     def self_service_link_ttl(self) -> timedelta:
         return timedelta(minutes=self.self_service_link_ttl_minutes)
 
-    @model_validator(mode="after")
-    def _refuse_development_defaults_in_production(self) -> Settings:
-        if not self.is_production or self.allow_insecure_defaults:
-            return self
+    def unsafe_for_production(self) -> list[str]:
+        """The production rules this configuration breaks, each naming its setting."""
+        if not self.is_production:
+            return []
         problems = []
         if self.database_url.startswith("sqlite"):
             problems.append("PORTAL_DATABASE_URL is SQLite")
         if self.mail_backend != "smtp":
             problems.append("PORTAL_MAIL_BACKEND is not smtp")
+        elif self.smtp_tls == "none":
+            # The relay password and live links would cross the network in clear.
+            problems.append("PORTAL_SMTP_TLS is none (use starttls or tls)")
         if not self.link_base_url.startswith("https://"):
             problems.append("PORTAL_LINK_BASE_URL is not https")
+        if self.secret_key is None or not self.secret_key.get_secret_value():
+            problems.append("PORTAL_SECRET_KEY is not set")
+        return problems
+
+    @model_validator(mode="after")
+    def _secret_keys_are_long_enough(self) -> Settings:
+        for name, key in (("PORTAL_SECRET_KEY", self.secret_key),):
+            if key is not None and 0 < len(key.get_secret_value()) < 32:
+                raise ValueError(f"{name} must be at least 32 characters (256 bits, random)")
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_development_defaults_in_production(self) -> Settings:
+        if self.allow_insecure_defaults:
+            return self
+        problems = self.unsafe_for_production()
         if problems:
             raise ValueError(
                 "refusing to start in production with development defaults: "

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -30,6 +31,7 @@ from models.database import connect, disconnect, migrate
 from onboarding.reminders import send_due_reminders
 
 REMINDER_INTERVAL_SECONDS = 60
+log = structlog.get_logger("graph.app")
 
 
 class PortalGraphQL(GraphQL[Context, None]):
@@ -82,6 +84,10 @@ def create_app(
 ) -> Starlette:
     """``manage_database=False`` lets tests own the Tortoise connection in their loop."""
     configure_logging(settings)
+    if settings.allow_insecure_defaults:
+        # A deliberate pilot: say once per start which production rule is relaxed.
+        for rule in settings.unsafe_for_production():
+            log.warning("insecure_default_allowed", rule=rule)
     services = Services.build(settings, transport)
     graphql_app = PortalGraphQL(
         build_schema(settings),
