@@ -232,6 +232,79 @@ def create_staff(
     typer.echo(token)
 
 
+@app.command("list-staff")
+def list_staff(
+    practice: Annotated[int | None, typer.Option(help="Only this practice")] = None,
+) -> None:
+    """Staff users with their token's state: issued, expires, last used, revoked."""
+    from datetime import timedelta
+
+    from core.clock import utcnow
+    from onboarding.admin import list_staff as staff_of
+
+    async def work(settings: Settings) -> list[str]:
+        ttl = timedelta(days=settings.staff_token_ttl_days)
+        now = utcnow()
+        lines = ["id\tpractice\tname\tstate\tissued\texpires\tlast_used"]
+        for staff in await staff_of(practice):
+            issued = staff.token_issued_at or staff.created_at
+            expires = issued + ttl
+            state = (
+                "revoked" if staff.revoked_at or not staff.active
+                else "expired" if expires <= now else "active"
+            )
+            used = staff.last_used_at
+            cells = [
+                staff.id,
+                staff.practice_id,  # type: ignore[attr-defined]
+                staff.name,
+                state,
+                issued.isoformat(timespec="seconds"),
+                expires.isoformat(timespec="seconds"),
+                used.isoformat(timespec="seconds") if used else "never",
+            ]
+            lines.append("\t".join(str(c) for c in cells))
+        return lines
+
+    for line in _with_database(work):
+        typer.echo(line)
+
+
+@app.command("revoke-staff")
+def revoke_staff(staff_id: Annotated[int, typer.Option("--id", help="Staff user id")]) -> None:
+    """Revoke a staff user's token at once."""
+    from onboarding.admin import revoke_staff as revoke
+
+    async def work(_: Settings) -> None:
+        await revoke(staff_id)
+
+    try:
+        _with_database(work)
+    except LookupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"revoked the token of staff user {staff_id}")
+
+
+@app.command("rotate-staff-token")
+def rotate_staff_token(
+    staff_id: Annotated[int, typer.Option("--id", help="Staff user id")],
+) -> None:
+    """Issue a new token (printed once, as the last line); the old one stops working."""
+    from onboarding.admin import rotate_staff_token as rotate
+
+    async def work(_: Settings) -> str:
+        return (await rotate(staff_id))[1]
+
+    try:
+        token = _with_database(work)
+    except LookupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo("new staff token (shown once, store it now; the old one no longer works):")
+    typer.echo(token)
+
+
 @app.command()
 def demo(patients: Annotated[int, typer.Option(help="How many patients")] = 300) -> None:
     """Create a demo practice with patients in mixed states; prints a staff token."""

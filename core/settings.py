@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # 0 turns reminders off (SPEC 7.4).
     reminder_before_expiry_minutes: int = Field(default=360, ge=0)
     session_ttl_minutes: int = Field(default=30, ge=1)
+    # A staff token stops working this long after it was issued (`portal
+    # rotate-staff-token` issues a new one).
+    staff_token_ttl_days: int = Field(default=90, ge=1, le=3650)
     temporary_password_ttl_days: int = Field(default=7, ge=1)
 
     # Ask for the date of birth at redemption: never, when the risk is higher, or always

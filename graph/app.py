@@ -8,6 +8,7 @@ import contextlib
 import gc
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,9 @@ class PortalGraphQL(GraphQL[Context, None]):
         return orjson.dumps(data)
 
     async def get_context(self, request: Request, response: Response) -> Context:  # type: ignore[override]
-        staff, session = await authenticate(request)
+        staff, session = await authenticate(
+            request, timedelta(days=self.services.settings.staff_token_ttl_days)
+        )
         return Context(
             request=request,
             response=response,
