@@ -4,7 +4,10 @@ first, so each works on an empty database."""
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -17,17 +20,122 @@ app = typer.Typer(
     help="Patient portal onboarding service",
     # Plain click help: the rich one adds a <bool>/<str> column that says nothing.
     rich_markup_mode=None,
+    # Typer's rich tracebacks print local variables: settings, URLs with passwords.
+    pretty_exceptions_enable=False,
 )
 T = TypeVar("T")
 
 
-def _with_database(work: Callable[[Settings], Awaitable[T]]) -> T:
-    from models.database import connect, disconnect, migrate
+DATABASE_CHECK_SECONDS = 60
 
-    settings = Settings()
+
+class StartupError(Exception):
+    """A start-up failure explained in one line that names the setting at fault."""
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, or one line per bad setting (never its value:
+    pydantic's own message echoes the input, passwords included) and exit code 2."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors(include_url=False, include_input=False):
+            names = [str(part) for part in error.get("loc", ()) if part != "__root__"]
+            where = "PORTAL_" + names[0].upper() if names else "settings"
+            message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+            lines.append(f"error: {where}: {message}" if names else f"error: {message}")
+        raise StartupError("\n".join(lines)) from None
+
+
+def _secrets(settings: Settings) -> list[str]:
+    from urllib.parse import urlsplit
+
+    values = [settings.smtp_password or ""]
+    for url in (settings.database_url, settings.redis_url or ""):
+        try:
+            values.append(urlsplit(url).password or "")
+        except ValueError:
+            pass
+    if settings.secret_key:
+        values.append(settings.secret_key.get_secret_value())
+    return [v for v in values if v]
+
+
+def _describe(exc: BaseException, settings: Settings) -> str:
+    """The exception's type and message, with every secret value cut out."""
+    text = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+    for secret in _secrets(settings):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _where(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(unparseable URL)"
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+async def check_database(settings: Settings) -> None:
+    from models.database import migrate
+
+    where = _where(settings.database_url)
+    if settings.database_url.startswith("sqlite://") and ":memory:" not in settings.database_url:
+        # aiosqlite hangs (rather than fails) on a file it cannot create.
+        folder = Path(settings.database_url.removeprefix("sqlite://")).parent
+        if not folder.is_dir():
+            raise StartupError(
+                f"error: PORTAL_DATABASE_URL: the folder of the SQLite file does not exist: "
+                f"{folder}"
+            )
+    try:
+        await asyncio.wait_for(migrate(settings.database_url), DATABASE_CHECK_SECONDS)
+    except TimeoutError:
+        raise StartupError(
+            f"error: PORTAL_DATABASE_URL: no answer from the database at {where} within "
+            f"{DATABASE_CHECK_SECONDS} s"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one line
+        raise StartupError(
+            f"error: PORTAL_DATABASE_URL: cannot use the database at {where}: "
+            f"{_describe(exc, settings)}"
+        ) from None
+
+
+async def check_redis(settings: Settings) -> None:
+    if not settings.redis_url:
+        return
+    from core.ratelimit import RateLimiter
+
+    try:
+        storage = RateLimiter(settings).shared_storage
+        ok = await storage.check()
+    except Exception as exc:  # noqa: BLE001
+        raise StartupError(
+            f"error: PORTAL_REDIS_URL: cannot reach Redis at {_where(settings.redis_url)}: "
+            f"{_describe(exc, settings)}"
+        ) from None
+    if not ok:
+        raise StartupError(
+            f"error: PORTAL_REDIS_URL: Redis at {_where(settings.redis_url)} did not answer"
+        )
+
+
+def _with_database(work: Callable[[Settings], Awaitable[T]]) -> T:
+    from models.database import connect, disconnect
+
+    settings = load_settings()
 
     async def run() -> T:
-        await migrate(settings.database_url)
+        await check_database(settings)
         await connect(settings.database_url)
         try:
             return await work(settings)
@@ -49,19 +157,31 @@ def serve(
 
     import uvicorn
 
+    settings = load_settings()
+    if workers > 1 and not settings.redis_url:
+        # Each worker would keep its own rate budgets: 39 of 60 logins passed a
+        # 10/minute limit with 4 workers.
+        rule = "PORTAL_REDIS_URL is not set and --workers is above 1 (rate limits per worker)"
+        if settings.is_production and not settings.allow_insecure_defaults:
+            raise StartupError(
+                f"error: {rule}; set PORTAL_REDIS_URL, or PORTAL_ALLOW_INSECURE_DEFAULTS=true"
+            )
+        typer.echo(f"warning: {rule}", err=True)
     from core.logging import configure_logging
 
-    settings = Settings()
     configure_logging(settings)
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Several processes: /metrics must sum them (core.metrics). A fresh directory
         # per start, so no dead process's values are counted.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="portal-metrics-")
-    if workers > 1:
-        # Migrate once here, not racing in every worker.
-        from models.database import migrate
 
-        asyncio.run(migrate(settings.database_url))
+    async def checks() -> None:
+        # Migrate once here, not racing in every worker; a database or Redis that
+        # cannot be reached is one line now rather than a traceback per worker.
+        await check_database(settings)
+        await check_redis(settings)
+
+    asyncio.run(checks())
     uvicorn.run(
         "graph.asgi:app",
         host=host,
@@ -71,6 +191,13 @@ def serve(
         proxy_headers=False,  # client addresses come from PORTAL_TRUSTED_PROXIES only
         log_level="info",
         log_config=None,  # our JSON/console formatter handles uvicorn's lines too
+        # Header and body read deadlines, connection caps per process and per address
+        # (read from the PORTAL_* environment in each worker).
+        http="graph.transport:PortalHttpProtocol",
+        # uvicorn answers 503 itself once this many connections or requests are open.
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=5,
+        timeout_graceful_shutdown=int(settings.request_timeout_seconds),
     )
 
 
@@ -117,6 +244,79 @@ def create_staff(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     typer.echo("staff token (shown once, store it now):")
+    typer.echo(token)
+
+
+@app.command("list-staff")
+def list_staff(
+    practice: Annotated[int | None, typer.Option(help="Only this practice")] = None,
+) -> None:
+    """Staff users with their token's state: issued, expires, last used, revoked."""
+    from datetime import timedelta
+
+    from core.clock import utcnow
+    from onboarding.admin import list_staff as staff_of
+
+    async def work(settings: Settings) -> list[str]:
+        ttl = timedelta(days=settings.staff_token_ttl_days)
+        now = utcnow()
+        lines = ["id\tpractice\tname\tstate\tissued\texpires\tlast_used"]
+        for staff in await staff_of(practice):
+            issued = staff.token_issued_at or staff.created_at
+            expires = issued + ttl
+            state = (
+                "revoked" if staff.revoked_at or not staff.active
+                else "expired" if expires <= now else "active"
+            )
+            used = staff.last_used_at
+            cells = [
+                staff.id,
+                staff.practice_id,
+                staff.name,
+                state,
+                issued.isoformat(timespec="seconds"),
+                expires.isoformat(timespec="seconds"),
+                used.isoformat(timespec="seconds") if used else "never",
+            ]
+            lines.append("\t".join(str(c) for c in cells))
+        return lines
+
+    for line in _with_database(work):
+        typer.echo(line)
+
+
+@app.command("revoke-staff")
+def revoke_staff(staff_id: Annotated[int, typer.Option("--id", help="Staff user id")]) -> None:
+    """Revoke a staff user's token at once."""
+    from onboarding.admin import revoke_staff as revoke
+
+    async def work(_: Settings) -> None:
+        await revoke(staff_id)
+
+    try:
+        _with_database(work)
+    except LookupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"revoked the token of staff user {staff_id}")
+
+
+@app.command("rotate-staff-token")
+def rotate_staff_token(
+    staff_id: Annotated[int, typer.Option("--id", help="Staff user id")],
+) -> None:
+    """Issue a new token (printed once, as the last line); the old one stops working."""
+    from onboarding.admin import rotate_staff_token as rotate
+
+    async def work(_: Settings) -> str:
+        return (await rotate(staff_id))[1]
+
+    try:
+        token = _with_database(work)
+    except LookupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo("new staff token (shown once, store it now; the old one no longer works):")
     typer.echo(token)
 
 
@@ -182,7 +382,15 @@ def mail_worker(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except StartupError as exc:
+        typer.echo(str(exc), err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Not SystemExit: a driver thread left by the failed connection (aiosqlite on
+        # a path it cannot open) is not a daemon and would keep the process alive.
+        os._exit(2)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,12 @@ login storm starve reads (SECURITY HASH-5).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import string
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
@@ -146,14 +148,28 @@ def password_problems(
     return problems
 
 
+class HashQueueFull(Exception):
+    """Every hashing thread is busy and ``queue_limit`` calls already wait: the request
+    is refused at once (RATE_LIMITED) rather than queued without end behind a storm."""
+
+    # graphql-core copies an original error's ``extensions`` onto the GraphQL error.
+    extensions = {"code": "RATE_LIMITED"}
+
+    def __init__(self) -> None:
+        super().__init__("Too many password checks at once; retry in a moment.")
+
+
 @dataclass
 class Hasher:
-    """argon2id off the event loop, at most ``concurrency`` hashes at once."""
+    """argon2id off the event loop, at most ``concurrency`` hashes at once and at most
+    ``queue_limit`` more waiting for a thread."""
 
     concurrency: int = 2
     nice: int = 0
+    queue_limit: int = 64
 
     def __post_init__(self) -> None:
+        self._pending = 0
         self._pool = ThreadPoolExecutor(
             max_workers=self.concurrency,
             thread_name_prefix="argon2",
@@ -161,9 +177,19 @@ class Hasher:
             initargs=(self.nice,),
         )
 
+    @contextlib.contextmanager
+    def _slot(self) -> Iterator[None]:
+        if self._pending >= self.concurrency + self.queue_limit:
+            raise HashQueueFull
+        self._pending += 1
+        try:
+            yield
+        finally:
+            self._pending -= 1
+
     async def hash(self, password: str) -> str:
         loop = asyncio.get_running_loop()
-        with metrics.HASH_QUEUE.track_inprogress():
+        with self._slot(), metrics.HASH_QUEUE.track_inprogress():
             return await loop.run_in_executor(self._pool, pwd_context.hash, password)
 
     async def verify_and_update(
@@ -172,7 +198,7 @@ class Hasher:
         """(ok, new_hash). ``stored_hash=None`` runs passlib's dummy verification so that
         an unknown user or an account without password costs the same as a wrong one."""
         loop = asyncio.get_running_loop()
-        with metrics.HASH_QUEUE.track_inprogress():
+        with self._slot(), metrics.HASH_QUEUE.track_inprogress():
             return await loop.run_in_executor(
                 self._pool, _verify_and_update, password, stored_hash
             )

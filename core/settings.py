@@ -11,7 +11,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     # 0 turns reminders off (SPEC 7.4).
     reminder_before_expiry_minutes: int = Field(default=360, ge=0)
     session_ttl_minutes: int = Field(default=30, ge=1)
+    # A staff token stops working this long after it was issued (`portal
+    # rotate-staff-token` issues a new one).
+    staff_token_ttl_days: int = Field(default=90, ge=1, le=3650)
     temporary_password_ttl_days: int = Field(default=7, ge=1)
 
     # Ask for the date of birth at redemption: never, when the risk is higher, or always
@@ -100,9 +103,27 @@ class Settings(BaseSettings):
     max_tokens: int = 2000
     max_body_bytes: int = 100_000
     max_page_size: int = 200
+    # Rows one request may read (page sizes x aliases x fragment spreads, searches and
+    # counts weighted; graph/limits.py), checked before any resolver runs.
+    max_cost: int = Field(default=1000, ge=1)
     max_bulk_ids: int = 10_000
-    # Allows production to run on development defaults (file mail, SQLite) when a
-    # deployment really means to, e.g. a single-host pilot.
+    # Transport limits (graph/transport.py, graph/middleware.py): a request's headers and
+    # its body must arrive within these; open connections per process and per client
+    # address; requests handled at once per process (503 beyond); a request's deadline.
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_connections: int = Field(default=1000, ge=1)
+    max_connections_per_address: int = Field(default=100, ge=0)
+    max_in_flight: int = Field(default=64, ge=1)
+    request_timeout_seconds: float = Field(default=30.0, gt=0)
+    # argon2 calls waiting for a hashing thread; beyond it a login or password change is
+    # refused with RATE_LIMITED instead of queueing without end.
+    hash_queue_limit: int = Field(default=64, ge=1)
+    # Server secret; production requires one (issue 10 derives link tokens from it).
+    secret_key: SecretStr | None = None
+    # Allows production to run on development defaults (file mail, SQLite, SMTP in
+    # clear, no secret key) when a deployment really means to, e.g. a single-host
+    # pilot; each relaxed rule is then logged as a warning at start.
     allow_insecure_defaults: bool = False
 
     @property
@@ -128,17 +149,36 @@ class Settings(BaseSettings):
             )
         return self
 
-    @model_validator(mode="after")
-    def _refuse_development_defaults_in_production(self) -> Settings:
-        if not self.is_production or self.allow_insecure_defaults:
-            return self
+    def unsafe_for_production(self) -> list[str]:
+        """The production rules this configuration breaks, each naming its setting."""
+        if not self.is_production:
+            return []
         problems = []
         if self.database_url.startswith("sqlite"):
             problems.append("PORTAL_DATABASE_URL is SQLite")
         if self.mail_backend != "smtp":
             problems.append("PORTAL_MAIL_BACKEND is not smtp")
+        elif self.smtp_tls == "none":
+            # The relay password and live links would cross the network in clear.
+            problems.append("PORTAL_SMTP_TLS is none (use starttls or tls)")
         if not self.link_base_url.startswith("https://"):
             problems.append("PORTAL_LINK_BASE_URL is not https")
+        if self.secret_key is None or not self.secret_key.get_secret_value():
+            problems.append("PORTAL_SECRET_KEY is not set")
+        return problems
+
+    @model_validator(mode="after")
+    def _secret_keys_are_long_enough(self) -> Settings:
+        for name, key in (("PORTAL_SECRET_KEY", self.secret_key),):
+            if key is not None and 0 < len(key.get_secret_value()) < 32:
+                raise ValueError(f"{name} must be at least 32 characters (256 bits, random)")
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_development_defaults_in_production(self) -> Settings:
+        if self.allow_insecure_defaults:
+            return self
+        problems = self.unsafe_for_production()
         if problems:
             raise ValueError(
                 "refusing to start in production with development defaults: "

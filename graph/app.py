@@ -8,10 +8,12 @@ import contextlib
 import gc
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
+import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -32,6 +34,7 @@ from models.database import connect, disconnect, migrate
 from onboarding.reminders import send_due_reminders
 
 REMINDER_INTERVAL_SECONDS = 60
+log = structlog.get_logger("graph.app")
 
 
 class PortalGraphQL(GraphQL[Context, None]):
@@ -40,9 +43,17 @@ class PortalGraphQL(GraphQL[Context, None]):
         self.services = services
 
     def decode_json(self, data: str | bytes) -> object:
+        # orjson, not json: it refuses what is no text (invalid or overlong UTF-8,
+        # encoded or escaped lone surrogates, a byte-order mark) and nesting deeper than
+        # 1024, all as a JSONDecodeError, which Strawberry answers with a 400. json.loads
+        # raised RecursionError (a 500) on 50 kB of brackets and let lone surrogates
+        # through to fail (and be logged) in the database driver.
+        try:
+            value = orjson.loads(data)
+        except RecursionError as exc:  # defensive: orjson stops at depth 1024
+            raise json.JSONDecodeError("nested too deeply", "", 0) from exc
         # Valid JSON that is no object (a bare `42`) would fail inside Strawberry with a
         # 500; answer it like malformed JSON, with a 400 (SPEC 6).
-        value = super().decode_json(data)
         if not isinstance(value, (dict, list)):
             raise json.JSONDecodeError("a GraphQL request must be a JSON object", "", 0)
         return value
@@ -52,7 +63,9 @@ class PortalGraphQL(GraphQL[Context, None]):
         return orjson.dumps(data)
 
     async def get_context(self, request: Request, response: Response) -> Context:  # type: ignore[override]
-        staff, session = await authenticate(request)
+        staff, session = await authenticate(
+            request, timedelta(days=self.services.settings.staff_token_ttl_days)
+        )
         return Context(
             request=request,
             response=response,
@@ -84,6 +97,10 @@ def create_app(
 ) -> Starlette:
     """``manage_database=False`` lets tests own the Tortoise connection in their loop."""
     configure_logging(settings)
+    if settings.allow_insecure_defaults:
+        # A deliberate pilot: say once per start which production rule is relaxed.
+        for rule in settings.unsafe_for_production():
+            log.warning("insecure_default_allowed", rule=rule)
     services = Services.build(settings, transport)
     graphql_app = PortalGraphQL(
         build_schema(settings),
@@ -146,5 +163,7 @@ def create_app(
         PortalMiddleware,
         max_body_bytes=settings.max_body_bytes,
         trusted_proxies=settings.trusted_proxies,
+        max_in_flight=settings.max_in_flight,
+        request_timeout_seconds=settings.request_timeout_seconds,
     )
     return app

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from datetime import timedelta
 
 from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.types import Info as StrawberryInfo
 
+from core.clock import utcnow
 from core.secrets import digest
 from graph.errors import PasswordChangeRequired, Unauthenticated
 from graph.services import Services
@@ -100,18 +102,39 @@ class Context:
         return self.require_staff().practice_id
 
 
-async def authenticate(request: Request) -> tuple[StaffUser | None, PatientSession | None]:
+async def authenticate(
+    request: Request, staff_token_ttl: timedelta = timedelta(days=90)
+) -> tuple[StaffUser | None, PatientSession | None]:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > 200:
         return None, None
     if token.startswith(STAFF_PREFIX):
-        staff = await StaffUser.filter(token_digest=digest(token), active=True).first()
-        return staff, None
+        return await find_staff(token, staff_token_ttl), None
     if token.startswith(SESSION_PREFIX):
         return None, await find_session(token)
     return None, None
+
+
+# Last use is written at most this often per token: not a write per request.
+LAST_USE_PRECISION = timedelta(minutes=1)
+
+
+async def find_staff(token: str, ttl: timedelta) -> StaffUser | None:
+    """The staff user of a live token: active, not revoked, not expired."""
+    staff = await StaffUser.filter(
+        token_digest=digest(token), active=True, revoked_at__isnull=True
+    ).first()
+    if staff is None:
+        return None
+    now = utcnow()
+    if (staff.token_issued_at or staff.created_at) + ttl <= now:
+        return None
+    if staff.last_used_at is None or now - staff.last_used_at >= LAST_USE_PRECISION:
+        await StaffUser.filter(id=staff.id).update(last_used_at=now)
+        staff.last_used_at = now
+    return staff
 
 
 Info = StrawberryInfo[Context, None]

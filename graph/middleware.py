@@ -8,6 +8,7 @@ id is kept, so one id follows a request through the proxy's and our logs."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
 import time
@@ -16,6 +17,7 @@ import uuid
 import asyncpg
 import orjson
 import structlog
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tortoise.exceptions import DBConnectionError
 
@@ -37,12 +39,25 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class PortalMiddleware:
+    """Request id, protective headers, body cap, and the per-process limits of issue 10:
+    at most ``max_in_flight`` requests at once (503 at once beyond, so a flood queues
+    in no one's memory), a deadline per request, and a client that goes away is one
+    info line, never a 500 with a traceback."""
+
     def __init__(
-        self, app: ASGIApp, max_body_bytes: int, trusted_proxies: list[str] | None = None
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        trusted_proxies: list[str] | None = None,
+        max_in_flight: int = 64,
+        request_timeout_seconds: float = 30.0,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.proxies = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies or []]
+        self.max_in_flight = max_in_flight
+        self.request_timeout = request_timeout_seconds
+        self.in_flight = 0
 
     def _request_id(self, scope: Scope) -> str:
         client = scope.get("client")
@@ -67,31 +82,30 @@ class PortalMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
-
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
-            await _too_large(send, request_id)
-            structlog.contextvars.unbind_contextvars("request_id")
-            return
-
+        outcome: str | None = None
+        response_started = False
+        disconnected = False
         received = 0
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, disconnected
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
                     raise BodyTooLarge
+            elif message["type"] == "http.disconnect":
+                disconnected = True
             return message
 
         started_response = False
         replacing = False  # a non-JSON 5xx from below: its body is replaced by ours
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status, started_response, replacing
+            nonlocal status, started_response, replacing, response_started
             if message["type"] == "http.response.start":
                 status = message["status"]
+                response_started = True
                 headers = [
                     h for h in message.get("headers", []) if h[0] not in dict(SECURITY_HEADERS)
                 ]
@@ -110,16 +124,43 @@ class PortalMiddleware:
                 return
             await send(message)
 
+        # Liveness stays answerable when the process is full.
+        counted = scope.get("path") != "/healthz"
         try:
-            await self.app(scope, limited_receive, send_with_headers)
+            declared = dict(scope.get("headers", [])).get(b"content-length")
+            if declared is not None and (
+                not declared.isdigit() or int(declared) > self.max_body_bytes
+            ):
+                status = 413
+                await _error(send, request_id, 413, PAYLOAD_TOO_LARGE)
+                return
+            if counted and self.in_flight >= self.max_in_flight:
+                status, outcome = 503, "busy"
+                await _error(send, request_id, 503, SERVER_BUSY, retry_after=1)
+                return
+            self.in_flight += counted
+            try:
+                async with asyncio.timeout(self.request_timeout):
+                    await self.app(scope, limited_receive, send_with_headers)
+            finally:
+                self.in_flight -= counted
         except BodyTooLarge:
-            await _too_large(send, request_id)
             status = 413
+            await _error(send, request_id, 413, PAYLOAD_TOO_LARGE)
+        except TimeoutError:
+            # Cancelled where it waited: an open transaction rolls back.
+            outcome = "deadline"
+            if not response_started:
+                status = 503
+                await _error(send, request_id, 503, DEADLINE_EXCEEDED, retry_after=1)
+        except ClientDisconnect:
+            outcome = "client_disconnected"
+            status = 499  # nginx's "client closed request": nobody got an answer
         except Exception as exc:
             # Logged with its traceback here (never the body or query string); the client
             # gets JSON it can parse, with the id to quote to support.
             log.error("http.fault", exc_info=exc)
-            if not started_response:
+            if not started_response and not response_started:
                 status = 503 if _unavailable(exc) else 500
                 await _server_error(send, request_id, status)
             else:
@@ -134,8 +175,19 @@ class PortalMiddleware:
                 path=scope.get("path"),
                 status=status,
                 ms=round((time.perf_counter() - started) * 1000, 1),
+                **({"outcome": outcome} if outcome else {}),
             )
             structlog.contextvars.unbind_contextvars("request_id")
+
+
+PAYLOAD_TOO_LARGE = (b"Request body too large.", b"PAYLOAD_TOO_LARGE")
+SERVER_BUSY = (b"The server is busy; retry shortly.", b"SERVER_BUSY")
+SERVICE_UNAVAILABLE = (
+    b"The service is temporarily unavailable; try again shortly.",
+    b"SERVICE_UNAVAILABLE",
+)
+INTERNAL_ERROR = (b"Internal server error.", b"INTERNAL_SERVER_ERROR")
+DEADLINE_EXCEEDED = (b"The request took too long and was stopped.", b"DEADLINE_EXCEEDED")
 
 
 class BodyTooLarge(Exception):
@@ -168,13 +220,32 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 
 async def _server_error(send: Send, request_id: str, status: int) -> None:
-    code, message = (
-        ("SERVICE_UNAVAILABLE", "The service is temporarily unavailable; try again shortly.")
-        if status == 503
-        else ("INTERNAL_SERVER_ERROR", "Internal server error.")
-    )
+    if status == 503:
+        await _error(send, request_id, status, SERVICE_UNAVAILABLE, retry_after=5)
+    else:
+        await _error(send, request_id, status, INTERNAL_ERROR)
+
+
+async def _error(
+    send: Send,
+    request_id: str,
+    status: int,
+    error: tuple[bytes, bytes],
+    *,
+    retry_after: int | None = None,
+) -> None:
+    """A GraphQL-shaped JSON answer from the middleware itself, with the request id to
+    quote to support."""
+    message, code = error
     body = orjson.dumps(
-        {"errors": [{"message": message, "extensions": {"code": code, "requestId": request_id}}]}
+        {
+            "errors": [
+                {
+                    "message": message.decode(),
+                    "extensions": {"code": code.decode(), "requestId": request_id},
+                }
+            ]
+        }
     )
     headers = [
         (b"content-type", b"application/json"),
@@ -182,27 +253,10 @@ async def _server_error(send: Send, request_id: str, status: int) -> None:
         *SECURITY_HEADERS,
         (b"x-request-id", request_id.encode()),
     ]
-    if status == 503:
-        headers.append((b"retry-after", b"5"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _too_large(send: Send, request_id: str) -> None:
-    body = (
-        b'{"errors":[{"message":"Request body too large.",'
-        b'"extensions":{"code":"PAYLOAD_TOO_LARGE"}}]}'
-    )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *SECURITY_HEADERS,
-                (b"x-request-id", request_id.encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    try:
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+    except OSError:
+        pass  # the client is gone; the access line says what it would have got

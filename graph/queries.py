@@ -31,6 +31,9 @@ from onboarding.redemption import token_info
 from onboarding.stats import funnel
 from onboarding.validation import parse_id
 
+STATS_FIRST_DAY = date(1900, 1, 1)
+STATS_LAST_DAY = date(9998, 12, 31)
+
 
 def reader(info: Info) -> PatientReader:
     ctx = info.context
@@ -165,6 +168,11 @@ class Query:
     @strawberry.field(description="The onboarding funnel of the practice (staff).")
     async def onboarding_stats(self, info: Info, start: date, end: date) -> OnboardingStats:
         info.context.require_staff()
+        if not all(STATS_FIRST_DAY <= day <= STATS_LAST_DAY for day in (start, end)):
+            # The range is turned into instants a day wide: 9999-12-31 overflowed.
+            raise BadRequest(
+                f"start and end must be between {STATS_FIRST_DAY} and {STATS_LAST_DAY}"
+            )
         if end < start or (end - start).days > 3660:
             raise BadRequest("end must be on or after start, within ten years")
         result = await funnel(reader(info), start, end)

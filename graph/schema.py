@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
+import traceback
+from typing import Any
+
 import structlog
 from graphql import GraphQLError
 from strawberry import Schema
 from strawberry.extensions import (
-    AddValidationRules,
     DisableIntrospection,
     MaskErrors,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
-    ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from core.passwords import HashQueueFull
 from core.settings import Settings
-from graph.limits import OneCredentialOperation
+from graph.limits import CostLimit, PortalValidation, cached_shape_check
 from graph.mutations import Mutation
 from graph.observability import RequestMetrics
 from graph.queries import Query
@@ -29,10 +29,35 @@ def should_mask(error: GraphQLError) -> bool:
     """Parse and validation errors and the errors we raise on purpose (authentication,
     bad arguments) stay readable; anything else could carry SQL or internals."""
     original = error.original_error
-    return original is not None and not isinstance(original, GraphQLError)
+    # A full hashing queue is a deliberate refusal (RATE_LIMITED), not a fault.
+    return original is not None and not isinstance(original, GraphQLError | HashQueueFull)
 
 
 log = structlog.get_logger("graph.errors")
+
+
+# Database drivers quote the offending parameter in their messages (asyncpg: "invalid
+# input for query argument $1: 'rosa…'"), and Unicode errors quote the string: for
+# these, the log keeps the exception types and the traceback's frames, not the message.
+_QUOTING_MODULES = ("asyncpg", "sqlite3", "aiosqlite", "tortoise", "pypika")
+
+
+def _quotes_input(exc: BaseException) -> bool:
+    module = type(exc).__module__ or ""
+    return isinstance(exc, UnicodeError) or module.split(".")[0] in _QUOTING_MODULES
+
+
+def fault_fields(exc: BaseException | None) -> dict[str, Any]:
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    if not any(_quotes_input(e) for e in chain):
+        return {"exc_info": chain[0] if chain else None}
+    return {
+        "error": " <- ".join(type(e).__qualname__ for e in chain),
+        "frames": "".join(traceback.format_tb(chain[0].__traceback__)),
+    }
 
 
 class PortalSchema(Schema):
@@ -51,27 +76,26 @@ class PortalSchema(Schema):
                     error.message = error.message.split(" Did you mean")[0]
         for error in errors:
             if should_mask(error):
-                log.error("graphql.fault", path=error.path, exc_info=error.original_error)
+                log.error("graphql.fault", path=error.path, **fault_fields(error.original_error))
             else:
                 code = (error.extensions or {}).get("code")
                 log.info("graphql.refused", code=code, path=error.path)
 
 
 def build_schema(settings: Settings) -> Schema:
-    # The limiters' rule classes are built once here. Built per request (as the
-    # extension factories would), every request brings new classes, the validation
-    # cache key never repeats and each page is validated again: ~30% of a page's CPU.
-    rules = [
-        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
-        *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
-        OneCredentialOperation,
-    ]
+    # The shape check and its cache are built once here. Built per request (as the
+    # extension factories would), the cache would never hit and each page would be
+    # validated again: ~30% of a page's CPU.
+    shape_check = cached_shape_check(settings, maxsize=256)
     extensions: list = [
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
-        lambda: AddValidationRules(rules),
+        # Depth, aliases, credential and mailing operations in one walk linear in the
+        # document (Strawberry's limiters walk fragments as trees: 2^n on a fragment
+        # chain), then graphql-core's rules; the cost once the variables are known.
+        lambda: PortalValidation(shape_check, maxsize=256),
+        lambda: CostLimit(settings),
         lambda: MaskErrors(should_mask_error=should_mask, error_message="Unexpected error."),
         lambda: ParserCache(maxsize=256),
-        lambda: ValidationCache(maxsize=256),
         RequestMetrics,
     ]
     if settings.is_production:

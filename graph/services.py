@@ -25,7 +25,11 @@ class Services:
     def build(cls, settings: Settings, transport: Transport | None = None) -> Services:
         return cls(
             settings=settings,
-            hasher=Hasher(concurrency=settings.hash_concurrency, nice=settings.hash_nice),
+            hasher=Hasher(
+                concurrency=settings.hash_concurrency,
+                nice=settings.hash_nice,
+                queue_limit=settings.hash_queue_limit,
+            ),
             limiter=RateLimiter(settings),
             dispatcher=Dispatcher(settings, transport, on_outcome=record_delivery_outcome),
         )

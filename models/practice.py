@@ -26,6 +26,12 @@ class StaffUser(Model):
     token_digest = fields.CharField(max_length=64, unique=True)
     active = fields.BooleanField(default=True)
     created_at = fields.DatetimeField(auto_now_add=True)
+    # The current token's issue time (expiry counts from it; NULL for tokens issued
+    # before migration 0009, which count from created_at), its last use (written at
+    # most once a minute) and its revocation.
+    token_issued_at = fields.DatetimeField(null=True)
+    last_used_at = fields.DatetimeField(null=True)
+    revoked_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "staff_user"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from core.clock import utcnow
 from core.secrets import digest, new_token
 from models import Practice, StaffUser
 from onboarding.validation import check_text
@@ -30,6 +31,41 @@ async def create_staff(practice_id: int, name: str) -> tuple[StaffUser, str]:
         raise LookupError(f"no practice with id {practice_id}")
     token = STAFF_PREFIX + new_token()
     staff = await StaffUser.create(
-        practice_id=practice_id, name=cleaned, token_digest=digest(token)
+        practice_id=practice_id, name=cleaned, token_digest=digest(token), token_issued_at=utcnow()
+    )
+    return staff, token
+
+
+async def list_staff(practice_id: int | None = None) -> list[StaffUser]:
+    query = StaffUser.all().order_by("practice_id", "id")
+    if practice_id is not None:
+        query = query.filter(practice_id=practice_id)
+    return await query
+
+
+async def revoke_staff(staff_id: int) -> StaffUser:
+    """The token stops working at once (the next request answers UNAUTHENTICATED)."""
+    staff = await StaffUser.get_or_none(id=staff_id)
+    if staff is None:
+        raise LookupError(f"no staff user with id {staff_id}")
+    if staff.revoked_at is None:
+        staff.revoked_at = utcnow()
+        await staff.save(update_fields=["revoked_at"])
+    return staff
+
+
+async def rotate_staff_token(staff_id: int) -> tuple[StaffUser, str]:
+    """A new token (shown once) replaces the old one, which stops working at once; the
+    expiry counts from now. Also brings a revoked or expired staff user back."""
+    staff = await StaffUser.get_or_none(id=staff_id)
+    if staff is None:
+        raise LookupError(f"no staff user with id {staff_id}")
+    token = STAFF_PREFIX + new_token()
+    staff.token_digest = digest(token)
+    staff.token_issued_at = utcnow()
+    staff.revoked_at = None
+    staff.last_used_at = None
+    await staff.save(
+        update_fields=["token_digest", "token_issued_at", "revoked_at", "last_used_at"]
     )
     return staff, token

@@ -566,3 +566,150 @@ async def cursor_naming_no_row(api: Api, staff: Staff, number: int) -> None:
         assert "cursor" in top_error(audit)
     else:
         assert audit["data"]["auditEvents"]["pageInfo"]["hasNextPage"] is False
+
+
+# --- hostile bytes (issue 10, item 3) ------------------------------------------------------------
+
+
+def assert_clean_400(response: httpx.Response) -> None:
+    assert response.status_code == 400
+    for leak in LEAKS:
+        assert leak not in response.text, (leak, response.text[:2000])
+    assert len(response.text) < 500
+
+CHANGE_PASSWORD = """
+mutation($c: String!, $n: String!) { changePassword(input: {currentPassword: $c, newPassword: $n}) { ok userErrors { code } } }"""
+
+STATS = """query($s: Date!, $e: Date!) { onboardingStats(start: $s, end: $e) { invitationsSent activationRate } }"""
+
+# Where a lone surrogate typed by a client used to become a masked fault (and, on
+# PostgreSQL, a log line quoting the value).
+SURROGATE_TARGETS: list[tuple[str, str, bool]] = [
+    ("login", '{"query": "mutation($u: String!, $p: String!) { login(input: {username: $u, password: $p}) { sessionToken } }", "variables": {"u": "rosa\\ud800", "p": "lantern-orchard-velvet"}}', False),
+    ("search", '{"query": "query($f: OnboardingFilter) { onboarding(filter: $f) { totalCount } }", "variables": {"f": {"search": "diaz\\udfff"}}}', True),
+    ("createPatient", '{"query": "mutation($i: CreatePatientInput!) { createPatient(input: $i) { patient { id } userErrors { code } } }", "variables": {"i": {"chartNumber": "S-1", "firstName": "Ro\\ud83dsa", "lastName": "Diaz", "dateOfBirth": "1984-03-09", "email": "rosa\\ud800@example.com"}}}', True),
+    ("setCredentials", '{"query": "mutation($i: SetCredentialsInput!) { setCredentials(input: $i) { userErrors { code } } }", "variables": {"i": {"patientId": "1", "username": "rosa\\ud800", "password": "kettle-maple-sunrise\\udc00"}}}', True),
+    ("changePassword", '{"query": "mutation($c: String!, $n: String!) { changePassword(input: {currentPassword: $c, newPassword: $n}) { ok } }", "variables": {"c": "x\\ud800", "n": "kettle-maple-sunrise\\ud800"}}', False),
+    ("redeemToken", '{"query": "mutation($i: RedeemTokenInput!) { redeemToken(input: $i) { userErrors { code } } }", "variables": {"i": {"token": "abc\\ud800", "password": "kettle-maple-sunrise"}}}', False),
+    ("graphql_literal", '{"query": "{ tokenInfo(token: \\"abc\\\\ud800\\") { valid } }"}', False),
+]
+
+
+@pytest.mark.parametrize("case", SURROGATE_TARGETS, ids=[c[0] for c in SURROGATE_TARGETS])
+async def test_lone_surrogates_are_refused_and_not_logged(
+    api: Api, staff: Staff, seeded: str, case: tuple[str, str, bool],
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A lone UTF-16 surrogate is no character: refused as a 400 (or a GraphQL error),
+    never a masked fault, and nothing the client typed reaches the log."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    _, body, as_staff = case
+    before = await row_counts()
+    response = await post(api, body.encode(), staff.token if as_staff else None)
+    if case[0] == "graphql_literal":  # a GraphQL escape: graphql-core's syntax error
+        assert "Invalid Unicode escape" in top_error(assert_clean(response))
+    else:  # a JSON escape: orjson refuses the body
+        assert_clean_400(response)
+    assert without_audit(await row_counts()) == without_audit(before)
+    logged = capsys.readouterr().err + "\n".join(r.getMessage() for r in caplog.records)
+    for typed in ("rosa", "diaz", "kettle-maple", "Ro"):
+        assert typed not in logged.replace("portal", ""), logged
+
+
+NESTED = [
+    b'{"query": "{ __typename }", "variables": {"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}",
+    b'{"query": "{ __typename }", "variables": ' + b'{"a":' * 20_000 + b"1" + b"}" * 20_000 + b"}",
+    b"[" * 50_000 + b"]" * 50_000,
+]
+
+
+@pytest.mark.parametrize("body", NESTED, ids=["arrays", "objects", "top_level"])
+async def test_deeply_nested_json_is_a_400(api: Api, body: bytes) -> None:
+    assert len(body) < api.settings.max_body_bytes * 3
+    response = await post(api, body[: api.settings.max_body_bytes - 1])
+    assert_clean_400(response)
+
+
+INVALID_UTF8 = [
+    b'{"query": "{ tokenInfo(token: \\"\xc0\xaf\\") { valid } }"}',  # overlong "/"
+    b'{"query": "{ tokenInfo(token: \\"\xe0\x80\xaf\\") { valid } }"}',  # overlong, 3 bytes
+    b'{"query": "{ tokenInfo(token: \\"\xed\xa0\x80\\") { valid } }"}',  # encoded surrogate
+    b'{"query": "{ tokenInfo(token: \\"\xff\xfe\\") { valid } }"}',
+    b'{"query": "{ tokenInfo(token: \\"\x80\\") { valid } }"}',  # lone continuation byte
+    b'\xef\xbb\xbf{"query": "{ __typename }"}',  # byte-order mark: JSON text has none
+]
+
+
+@pytest.mark.parametrize("body", INVALID_UTF8, ids=["overlong2", "overlong3", "surrogate", "fffe", "continuation", "bom"])
+async def test_invalid_utf8_is_a_400(api: Api, body: bytes) -> None:
+    response = await post(api, body)
+    assert response.status_code == 400, response.text[:300]
+    assert_clean_400(response)
+
+
+async def test_nul_in_graphql_literals_is_refused(api: Api, staff: Staff, seeded: str) -> None:
+    """A NUL written as a GraphQL escape inside the document (not a variable)."""
+    before = await row_counts()
+    for query in (
+        '{ onboarding(filter: {search: "a\\u0000b"}) { totalCount } }',
+        '{ usernameAvailable(username: "a\\u0000b") { valid } }',
+        'mutation { login(input: {username: "a\\u0000", password: "b\\u0000"}) { sessionToken userErrors { code } } }',
+    ):
+        await gql(api, query, token=staff.token)  # a typed answer, never a masked fault
+    assert without_audit(await row_counts()) == without_audit(before)
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("9999-12-31", "9999-12-31"),
+        ("0001-01-01", "0001-01-01"),
+        ("9999-12-30", "9999-12-31"),
+        ("0001-01-01", "0001-01-02"),
+        ("1899-12-31", "1900-01-01"),
+        ("2026-02-29", "2026-03-01"),
+        ("10000-01-01", "10000-01-02"),
+        ("-0001-01-01", "2020-01-01"),
+    ],
+)
+async def test_stats_dates_at_the_calendar_edges(
+    api: Api, staff: Staff, seeded: str, start: str, end: str
+) -> None:
+    """onboardingStats(9999-12-31, 9999-12-31) was an OverflowError (a masked fault)."""
+    body = await gql(api, STATS, {"s": start, "e": end}, staff.token)
+    assert body["data"] is None
+    for error in body["errors"]:
+        assert error.get("extensions", {}).get("code") == "BAD_USER_INPUT" or "Date" in error["message"]
+
+
+@pytest.mark.parametrize(("start", "end"), [("1900-01-01", "1900-01-01"), ("9998-12-30", "9998-12-31")])
+async def test_stats_dates_just_inside_are_answered(
+    api: Api, staff: Staff, seeded: str, start: str, end: str
+) -> None:
+    body = await gql(api, STATS, {"s": start, "e": end}, staff.token)
+    assert body["data"]["onboardingStats"]["invitationsSent"] == 0
+
+
+async def test_driver_faults_are_logged_without_the_typed_value(
+    api: Api, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defence in depth: should a value reach the driver and fail there, asyncpg's
+    message quotes it; the fault is logged by type and frames only."""
+    import asyncpg
+
+    import graph.queries
+
+    async def failing(token: str, *_args: Any) -> Any:
+        raise asyncpg.exceptions.DataError(f"invalid input for query argument $1: {token!r}")
+
+    monkeypatch.setattr(graph.queries, "token_info", failing)
+    capsys.readouterr()
+    response = await post(
+        api, {"query": TOKEN_INFO, "variables": {"t": "typed-by-the-client-4821"}}
+    )
+    assert response.json()["errors"][0]["message"] == "Unexpected error."
+    logged = capsys.readouterr().err
+    assert "graphql.fault" in logged and "DataError" in logged and "failing" in logged
+    assert "typed-by-the-client-4821" not in logged

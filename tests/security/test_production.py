@@ -18,7 +18,9 @@ SAFE = {
     "env": "production",
     "database_url": "postgres://portal@db.internal:5432/portal",
     "mail_backend": "smtp",
+    "smtp_tls": "starttls",
     "link_base_url": "https://portal.clinic.example/activate",
+    "secret_key": "k" * 43,
 }
 
 
@@ -40,8 +42,11 @@ def settings(**values: Any) -> Settings:
         ({"mail_backend": "file"}, "MAIL_BACKEND"),
         ({"mail_backend": "console"}, "MAIL_BACKEND"),
         ({"link_base_url": "http://portal.clinic.example/activate"}, "https"),
+        ({"smtp_tls": "none"}, "PORTAL_SMTP_TLS"),
+        ({"secret_key": None}, "PORTAL_SECRET_KEY"),
+        ({"secret_key": ""}, "PORTAL_SECRET_KEY"),
     ],
-    ids=["sqlite", "file-mail", "console-mail", "http-link"],
+    ids=["sqlite", "file-mail", "console-mail", "http-link", "smtp-in-clear", "no-key", "empty-key"],
 )
 def test_production_refuses_development_defaults(change: dict[str, Any], complaint: str) -> None:
     """TOK-8 (HTTPS links), SPEC 5: Settings refuse production with SQLite, file/console
@@ -126,3 +131,111 @@ async def test_graphiql_is_served_in_development(api: Api) -> None:
     """GQL-5 (control): development serves GraphiQL at /graphql (SPEC 5)."""
     response = await api.client.get("/graphql", headers={"accept": "text/html"})
     assert response.status_code == 200 and "graphiql" in response.text.lower()
+
+
+def test_implicit_tls_is_accepted_and_keys_must_be_long() -> None:
+    assert settings(**{**SAFE, "smtp_tls": "tls"}).is_production
+    with pytest.raises(ValidationError) as refused:
+        settings(**{**SAFE, "secret_key": "short"})
+    assert "PORTAL_SECRET_KEY must be at least 32" in str(refused.value)
+
+
+def test_each_relaxed_rule_is_one_warning(capsys: pytest.CaptureFixture[str]) -> None:
+    """PORTAL_ALLOW_INSECURE_DEFAULTS=true starts, and says once per start which rule it
+    relaxed: one warning line each, naming the setting."""
+    from graph.app import create_app
+
+    relaxed = settings(
+        **{**SAFE, "smtp_tls": "none", "secret_key": None, "database_url": "sqlite://x"},
+        allow_insecure_defaults=True,
+    )
+    capsys.readouterr()
+    create_app(relaxed, manage_database=False).state.services.hasher.close()
+    lines = [line for line in capsys.readouterr().err.splitlines() if "insecure_default_allowed" in line]
+    assert len(lines) == 3, lines
+    for setting in ("PORTAL_DATABASE_URL", "PORTAL_SMTP_TLS", "PORTAL_SECRET_KEY"):
+        assert sum(setting in line for line in lines) == 1, (setting, lines)
+    assert all('"level": "warning"' in line or "warning" in line for line in lines)
+
+
+# ------------------------------------------------------------------ start-up failures
+
+
+def portal(tmp_path: Any, *args: str, **env: str) -> Any:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
+    clean.update({"PORTAL_DATABASE_URL": f"sqlite://{tmp_path}/p.sqlite3", **env})
+    return subprocess.run(  # noqa: S603
+        [sys.executable, str(root / "portal_cli.py"), *args],
+        cwd=tmp_path, env=clean, capture_output=True, text=True, timeout=120,
+    )
+
+
+PASSWORDS = {
+    "db": "db-pass-Zq81",
+    "smtp": "smtp-pass-Xy72",
+    "redis": "redis-pass-Wv63",
+    "key": "short-key-Ab12",
+}
+PRODUCTION_ENV = {
+    "PORTAL_ENV": "production",
+    "PORTAL_MAIL_BACKEND": "smtp",
+    "PORTAL_SMTP_PASSWORD": PASSWORDS["smtp"],
+    "PORTAL_LINK_BASE_URL": "https://portal.clinic.example/activate",
+}
+STARTUP_FAILURES = {
+    "production_refusal": (
+        ["serve"],
+        {**PRODUCTION_ENV, "PORTAL_DATABASE_URL": f"postgres://portal:{PASSWORDS['db']}@127.0.0.1:1/portal"},
+        ["PORTAL_SMTP_TLS", "PORTAL_SECRET_KEY"],
+    ),
+    "bad_number": (["migrate"], {"PORTAL_MAX_COST": "lots", "PORTAL_SMTP_PASSWORD": PASSWORDS["smtp"]}, ["PORTAL_MAX_COST"]),
+    "short_key": (["migrate"], {"PORTAL_SECRET_KEY": PASSWORDS["key"]}, ["PORTAL_SECRET_KEY"]),
+    "bad_choice": (["migrate"], {"PORTAL_SMTP_TLS": PASSWORDS["smtp"]}, ["PORTAL_SMTP_TLS"]),
+    "database_unreachable": (
+        ["migrate"],
+        {"PORTAL_DATABASE_URL": f"postgres://portal:{PASSWORDS['db']}@127.0.0.1:1/portal"},
+        ["PORTAL_DATABASE_URL", "127.0.0.1:1"],
+    ),
+    "database_unopenable": (
+        ["create-practice", "--name", "X"],
+        {"PORTAL_DATABASE_URL": "sqlite:///nonexistent-dir/deeper/p.sqlite3"},
+        ["PORTAL_DATABASE_URL"],
+    ),
+    "redis_unreachable": (
+        ["serve", "--port", "1"],
+        {"PORTAL_REDIS_URL": f"redis://:{PASSWORDS['redis']}@127.0.0.1:1/10"},
+        ["PORTAL_REDIS_URL", "127.0.0.1:1"],
+    ),
+    "workers_without_redis": (
+        ["serve", "--workers", "2"],
+        {
+            **PRODUCTION_ENV,
+            "PORTAL_SMTP_TLS": "starttls",
+            "PORTAL_SECRET_KEY": "s" * 43,
+            "PORTAL_DATABASE_URL": f"postgres://portal:{PASSWORDS['db']}@127.0.0.1:1/portal",
+        },
+        ["PORTAL_REDIS_URL", "--workers"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(STARTUP_FAILURES), ids=list(STARTUP_FAILURES))
+def test_startup_failures_are_one_clear_line(tmp_path: Any, case: str) -> None:
+    """Every start-up failure is one line naming the setting, with no secret value and
+    no traceback, and a non-zero exit code."""
+    args, env, named = STARTUP_FAILURES[case]
+    result = portal(tmp_path, *args, **env)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for name in named:
+        assert name in lines[0], (name, lines[0])
+    assert "Traceback" not in result.stderr and "input_value" not in result.stderr
+    for secret in PASSWORDS.values():
+        assert secret not in result.stderr + result.stdout
