@@ -10,8 +10,9 @@ import os
 from datetime import timedelta
 from enum import StrEnum
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -80,6 +81,8 @@ class Settings(BaseSettings):
     rate_limit_username_check: str = "60/minute"
     # Peers allowed to set X-Forwarded-For; empty means the socket address is the client.
     trusted_proxies: list[str] = Field(default_factory=list)
+    # Exact origins (scheme://host[:port]) whose browser pages may call the API (SPEC 8.1).
+    cors_origins: list[str] = Field(default_factory=list)
 
     max_query_depth: int = 12
     max_aliases: int = 30
@@ -90,6 +93,24 @@ class Settings(BaseSettings):
     # Allows production to run on development defaults (file mail, SQLite) when a
     # deployment really means to, e.g. a single-host pilot.
     allow_insecure_defaults: bool = False
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _exact_origins(cls, origins: list[str]) -> list[str]:
+        # An origin is compared byte for byte with the browser's Origin header: a path,
+        # a trailing slash, a wildcard or upper case would silently never match.
+        for origin in origins:
+            parts = urlsplit(origin)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or origin != f"{parts.scheme}://{parts.netloc}"
+                or origin != origin.lower()
+                or "*" in origin
+                or parts.username is not None
+            ):
+                raise ValueError(f"not an exact origin like https://emr.example.com: {origin!r}")
+        return origins
 
     @property
     def is_production(self) -> bool:

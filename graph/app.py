@@ -22,6 +22,7 @@ from core.background import every
 from core.logging import configure_logging
 from core.settings import Settings
 from graph.context import Context, authenticate, client_address
+from graph.cors import StrictCORSMiddleware
 from graph.middleware import PortalMiddleware
 from graph.schema import build_schema
 from graph.services import Services
@@ -126,5 +127,8 @@ def create_app(
         routes.append(Route("/portal/activate", activate_page))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.services = services
+    # Inside PortalMiddleware, so preflight answers get the request id, the protective
+    # headers and the access log like every other answer.
+    app.add_middleware(StrictCORSMiddleware, origins=settings.cors_origins)
     app.add_middleware(PortalMiddleware, max_body_bytes=settings.max_body_bytes)
     return app
