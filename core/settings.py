@@ -12,8 +12,10 @@ from enum import StrEnum
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.secrets import local_secret
 
 
 class Environment(StrEnum):
@@ -81,6 +83,11 @@ class Settings(BaseSettings):
     rate_limit_username_check: str = "60/minute"
     # Peers allowed to set X-Forwarded-For; empty means the socket address is the client.
     trusted_proxies: list[str] = Field(default_factory=list)
+    # Seals cursors (SPEC 8.3). Unset: a random secret in the owner-only file
+    # .portal-secret; hosts behind one load balancer must share one value.
+    secret_key: SecretStr = Field(default_factory=lambda: SecretStr(local_secret()))
+    # Path of a JSON manifest hash -> document: only those documents run (SPEC 8.5).
+    trusted_documents: str | None = None
     # Exact origins (scheme://host[:port]) whose browser pages may call the API (SPEC 8.1).
     cors_origins: list[str] = Field(default_factory=list)
 

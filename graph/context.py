@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -12,11 +13,13 @@ from starlette.responses import Response
 from strawberry.types import Info as StrawberryInfo
 
 from core.secrets import digest
+from graph.cursors import Cursors
 from graph.errors import Unauthenticated
 from graph.services import Services
 from models import ActorType, PatientSession, StaffUser
 from onboarding.actor import Actor
 from onboarding.admin import STAFF_PREFIX
+from onboarding.listing import PatientReader
 from onboarding.sessions import SESSION_PREFIX, find_session
 
 
@@ -86,6 +89,16 @@ class Context:
         if self.staff is None:
             raise Unauthenticated()
         return self.staff
+
+    def patient_reader(self) -> PatientReader:
+        """Reads of the staff user's practice (every statement scoped to it)."""
+        return PatientReader(
+            self.practice_id, timedelta(days=self.settings.temporary_password_ttl_days)
+        )
+
+    @property
+    def cursors(self) -> Cursors:
+        return Cursors(self.services.sealer, self.practice_id)
 
     @property
     def practice_id(self) -> int:

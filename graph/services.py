@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from core.background import Background
 from core.passwords import Hasher
 from core.ratelimit import RateLimiter
+from core.sealing import Sealer
 from core.settings import Settings
 from mail.dispatcher import Dispatcher
 from mail.transports import Transport
@@ -18,6 +19,7 @@ class Services:
     hasher: Hasher
     limiter: RateLimiter
     dispatcher: Dispatcher
+    sealer: Sealer
     background: Background = field(default_factory=Background)
 
     @classmethod
@@ -27,6 +29,7 @@ class Services:
             hasher=Hasher(concurrency=settings.hash_concurrency, nice=settings.hash_nice),
             limiter=RateLimiter(settings),
             dispatcher=Dispatcher(settings, transport),
+            sealer=Sealer(settings.secret_key.get_secret_value(), "cursor"),
         )
 
     def mail_queued(self) -> None:
