@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run demo serve test test-sqlite test-postgres lint schema bench clean
+.PHONY: install clients run demo serve test test-sqlite test-postgres lint schema bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# tests/clients: the Node front-end tools (graphql-http, relay-compiler, Apollo Client,
+# graphql-codegen, TypeScript) at the versions of the committed package-lock.json.
+CLIENTS_STAMP := tests/clients/node_modules/.package-lock.json
+$(CLIENTS_STAMP): tests/clients/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: apt-get install nodejs npm"; exit 1; }
+	cd tests/clients && npm ci --no-audit --no-fund --loglevel=error
+	touch $(CLIENTS_STAMP)
+
+clients: $(CLIENTS_STAMP)
 
 run: $(STAMP)
 	@if [ ! -f .demo-token ]; then $(BIN)/portal demo | tail -n 1 > .demo-token; fi
@@ -30,12 +40,12 @@ demo: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/portal serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP) lint test-sqlite test-postgres
+test: $(STAMP) clients lint test-sqlite test-postgres
 
-test-sqlite: $(STAMP)
+test-sqlite: $(STAMP) $(CLIENTS_STAMP)
 	env -u PORTAL_TEST_POSTGRES_URL $(BIN)/python -m pytest
 
-test-postgres: $(STAMP)
+test-postgres: $(STAMP) $(CLIENTS_STAMP)
 	@if [ -n "$$PORTAL_TEST_POSTGRES_URL" ]; then \
 		$(BIN)/python -m pytest; \
 	else echo "PORTAL_TEST_POSTGRES_URL not set: PostgreSQL pass skipped"; fi
@@ -51,4 +61,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) portal.sqlite3* mail-outbox .demo-token
+	rm -rf $(VENV) portal.sqlite3* mail-outbox .demo-token tests/clients/node_modules
