@@ -142,6 +142,9 @@ class Settings(BaseSettings):
             problems.append("PORTAL_MAIL_BACKEND is not smtp")
         if not self.link_base_url.startswith("https://"):
             problems.append("PORTAL_LINK_BASE_URL is not https")
+        if "secret_key" not in self.model_fields_set:
+            # A per-host file secret would make one host refuse another's cursors.
+            problems.append("PORTAL_SECRET_KEY is not set")
         if problems:
             raise ValueError(
                 "refusing to start in production with development defaults: "

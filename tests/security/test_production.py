@@ -19,6 +19,7 @@ SAFE = {
     "database_url": "postgres://portal@db.internal:5432/portal",
     "mail_backend": "smtp",
     "link_base_url": "https://portal.clinic.example/activate",
+    "secret_key": "a-production-secret-shared-by-every-host",
 }
 
 
@@ -40,17 +41,20 @@ def settings(**values: Any) -> Settings:
         ({"mail_backend": "file"}, "MAIL_BACKEND"),
         ({"mail_backend": "console"}, "MAIL_BACKEND"),
         ({"link_base_url": "http://portal.clinic.example/activate"}, "https"),
+        ({"secret_key": None}, "PORTAL_SECRET_KEY"),
     ],
-    ids=["sqlite", "file-mail", "console-mail", "http-link"],
+    ids=["sqlite", "file-mail", "console-mail", "http-link", "no-secret-key"],
 )
 def test_production_refuses_development_defaults(change: dict[str, Any], complaint: str) -> None:
     """TOK-8 (HTTPS links), SPEC 5: Settings refuse production with SQLite, file/console
     mail or a plain-http link base unless PORTAL_ALLOW_INSECURE_DEFAULTS says so."""
     assert settings(**SAFE).is_production
+    # a None in the change leaves that setting out (its default applies)
+    values = {k: v for k, v in {**SAFE, **change}.items() if v is not None}
     with pytest.raises(ValidationError) as refused:
-        settings(**{**SAFE, **change})
+        settings(**values)
     assert complaint in str(refused.value)
-    allowed = settings(**{**SAFE, **change}, allow_insecure_defaults=True)
+    allowed = settings(**values, allow_insecure_defaults=True)
     assert allowed.is_production
 
 
