@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run demo serve test test-sqlite test-postgres lint schema bench clean
+.PHONY: install clients run demo serve test test-sqlite test-postgres lint schema bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,16 @@ DATABASE_URL = $(or $(PORTAL_DATABASE_URL),sqlite://portal.sqlite3)
 # (.demo-token.db holds that database URL's SHA-256, never the URL: it may hold a password).
 # It is made again when missing, empty, or made for another PORTAL_DATABASE_URL, and
 # only kept when `portal demo` succeeded.
+# tests/clients: the Node front-end tools (graphql-http, relay-compiler, Apollo Client,
+# graphql-codegen, TypeScript) at the versions of the committed package-lock.json.
+CLIENTS_STAMP := tests/clients/node_modules/.package-lock.json
+$(CLIENTS_STAMP): tests/clients/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: apt-get install nodejs npm"; exit 1; }
+	cd tests/clients && npm ci --no-audit --no-fund --loglevel=error
+	touch $(CLIENTS_STAMP)
+
+clients: $(CLIENTS_STAMP)
+
 run: $(STAMP)
 	@db=$$(printf '%s' '$(DATABASE_URL)' | sha256sum | cut -c1-64); \
 	if [ ! -s .demo-token ] || [ "$$(cat .demo-token.db 2>/dev/null)" != "$$db" ]; then \
@@ -44,12 +54,12 @@ demo: $(STAMP)
 serve: $(STAMP)
 	PORTAL_LINK_BASE_URL='$(PORTAL_LINK_BASE_URL)' $(BIN)/portal serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP) lint test-sqlite test-postgres
+test: $(STAMP) clients lint test-sqlite test-postgres
 
-test-sqlite: $(STAMP)
+test-sqlite: $(STAMP) $(CLIENTS_STAMP)
 	env -u PORTAL_TEST_POSTGRES_URL $(BIN)/python -m pytest
 
-test-postgres: $(STAMP)
+test-postgres: $(STAMP) $(CLIENTS_STAMP)
 	@if [ -n "$$PORTAL_TEST_POSTGRES_URL" ]; then \
 		$(BIN)/python -m pytest; \
 	else echo "PORTAL_TEST_POSTGRES_URL not set: PostgreSQL pass skipped"; fi
@@ -65,4 +75,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) portal.sqlite3* mail-outbox .demo-token .demo-token.db
+	rm -rf $(VENV) portal.sqlite3* mail-outbox .demo-token .demo-token.db tests/clients/node_modules

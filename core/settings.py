@@ -10,9 +10,12 @@ import os
 from datetime import timedelta
 from enum import StrEnum
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.secrets import local_secret
 
 
 class Environment(StrEnum):
@@ -97,6 +100,13 @@ class Settings(BaseSettings):
     rate_limit_set_credentials: str = "30/minute"
     # Peers allowed to set X-Forwarded-For; empty means the socket address is the client.
     trusted_proxies: list[str] = Field(default_factory=list)
+    # Seals cursors (SPEC 8.3). Unset: a random secret in the owner-only file
+    # .portal-secret; hosts behind one load balancer must share one value.
+    secret_key: SecretStr = Field(default_factory=lambda: SecretStr(local_secret()))
+    # Path of a JSON manifest hash -> document: only those documents run (SPEC 8.5).
+    trusted_documents: str | None = None
+    # Exact origins (scheme://host[:port]) whose browser pages may call the API (SPEC 8.1).
+    cors_origins: list[str] = Field(default_factory=list)
 
     max_query_depth: int = 12
     max_aliases: int = 30
@@ -119,12 +129,28 @@ class Settings(BaseSettings):
     # argon2 calls waiting for a hashing thread; beyond it a login or password change is
     # refused with RATE_LIMITED instead of queueing without end.
     hash_queue_limit: int = Field(default=64, ge=1)
-    # Server secret; production requires one (issue 10 derives link tokens from it).
-    secret_key: SecretStr | None = None
     # Allows production to run on development defaults (file mail, SQLite, SMTP in
     # clear, no secret key) when a deployment really means to, e.g. a single-host
     # pilot; each relaxed rule is then logged as a warning at start.
     allow_insecure_defaults: bool = False
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _exact_origins(cls, origins: list[str]) -> list[str]:
+        # An origin is compared byte for byte with the browser's Origin header: a path,
+        # a trailing slash, a wildcard or upper case would silently never match.
+        for origin in origins:
+            parts = urlsplit(origin)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or origin != f"{parts.scheme}://{parts.netloc}"
+                or origin != origin.lower()
+                or "*" in origin
+                or parts.username is not None
+            ):
+                raise ValueError(f"not an exact origin like https://emr.example.com: {origin!r}")
+        return origins
 
     @property
     def is_production(self) -> bool:
@@ -163,7 +189,8 @@ class Settings(BaseSettings):
             problems.append("PORTAL_SMTP_TLS is none (use starttls or tls)")
         if not self.link_base_url.startswith("https://"):
             problems.append("PORTAL_LINK_BASE_URL is not https")
-        if self.secret_key is None or not self.secret_key.get_secret_value():
+        if "secret_key" not in self.model_fields_set or not self.secret_key.get_secret_value():
+            # A per-host file secret would make one host refuse another's cursors.
             problems.append("PORTAL_SECRET_KEY is not set")
         return problems
 

@@ -14,18 +14,24 @@ from typing import Any
 
 import orjson
 import structlog
+from graphql import GraphQLError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLRequestData
+from strawberry.types import ExecutionResult
+from strawberry.types.execution import PreExecutionError
 
 from core.background import every
 from core.logging import configure_logging
 from core.settings import Settings
 from graph.context import Context, authenticate, client_address
+from graph.cors import StrictCORSMiddleware
 from graph.middleware import PortalMiddleware
 from graph.observability import healthz, metrics_endpoint, readyz
+from graph.persisted import PersistedOperations, load_manifest
 from graph.schema import build_schema
 from graph.services import Services
 from mail import outbox
@@ -35,12 +41,16 @@ from onboarding.reminders import send_due_reminders
 
 REMINDER_INTERVAL_SECONDS = 60
 log = structlog.get_logger("graph.app")
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 
 
 class PortalGraphQL(GraphQL[Context, None]):
-    def __init__(self, schema: Any, services: Services, **kwargs: Any) -> None:
+    def __init__(
+        self, schema: Any, services: Services, persisted: PersistedOperations, **kwargs: Any
+    ) -> None:
         super().__init__(schema, **kwargs)
         self.services = services
+        self.persisted = persisted
 
     def decode_json(self, data: str | bytes) -> object:
         # orjson, not json: it refuses what is no text (invalid or overlong UTF-8,
@@ -61,6 +71,58 @@ class PortalGraphQL(GraphQL[Context, None]):
     def encode_json(self, data: object) -> bytes:
         # orjson: several times faster than json.dumps on an Onboarding Tool page.
         return orjson.dumps(data)
+
+    async def get_sub_response(self, request: Request) -> Response:  # type: ignore[override]
+        sub_response = await super().get_sub_response(request)
+        # The GraphQL-over-HTTP media type when the client accepts it (SPEC 8.4).
+        sub_response.portal_media_type = (  # type: ignore[attr-defined]
+            GRAPHQL_RESPONSE_JSON
+            if GRAPHQL_RESPONSE_JSON in request.headers.get("accept", "")
+            else "application/json"
+        )
+        sub_response.portal_request_error = False  # type: ignore[attr-defined]
+        return sub_response
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: Any,
+        sub_response: Response,
+        context: Context,
+        root_value: Any,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        lookup = self.persisted.lookup(request_data.query, request_data.extensions)
+        if lookup.error is not None:
+            code, message = lookup.error
+            sub_response.portal_request_error = True  # type: ignore[attr-defined]
+            return PreExecutionError(
+                data=None, errors=[GraphQLError(message, extensions={"code": code})]
+            )
+        request_data.query = lookup.query
+        result = await super().execute_single(
+            request, request_adapter, sub_response, context, root_value, request_data
+        )
+        if isinstance(result, PreExecutionError):
+            sub_response.portal_request_error = True  # type: ignore[attr-defined]
+        elif lookup.register is not None and lookup.query is not None:
+            self.persisted.remember(lookup.register, lookup.query)
+        return result
+
+    def create_response(self, response_data: Any, sub_response: Response) -> Response:
+        response = super().create_response(response_data, sub_response)
+        media_type = getattr(sub_response, "portal_media_type", "application/json")
+        if media_type == GRAPHQL_RESPONSE_JSON:
+            response.headers["content-type"] = GRAPHQL_RESPONSE_JSON + "; charset=utf-8"
+            if getattr(sub_response, "portal_request_error", False):
+                # A request error (unparsable, invalid, unknown persisted hash) has no
+                # data entry and a 4xx status with this media type; application/json
+                # keeps the 200 older clients expect (GraphQL over HTTP).
+                response_data.pop("data", None)
+                response.body = self.encode_json(response_data)
+                response.headers["content-length"] = str(len(response.body))
+                response.status_code = 400
+        return response
 
     async def get_context(self, request: Request, response: Response) -> Context:  # type: ignore[override]
         staff, session = await authenticate(
@@ -105,6 +167,9 @@ def create_app(
     graphql_app = PortalGraphQL(
         build_schema(settings),
         services=services,
+        persisted=PersistedOperations(
+            load_manifest(settings.trusted_documents) if settings.trusted_documents else None
+        ),
         graphql_ide=None if settings.is_production else "graphiql",
         # Tokens and passwords travel only in POST bodies, never in URLs (GQL-8, TOK-9).
         allow_queries_via_get=False,
@@ -159,6 +224,9 @@ def create_app(
         routes.append(Route("/portal/activate", activate_page(settings)))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.services = services
+    # Inside PortalMiddleware, so preflight answers get the request id, the protective
+    # headers and the access log like every other answer.
+    app.add_middleware(StrictCORSMiddleware, origins=settings.cors_origins)
     app.add_middleware(
         PortalMiddleware,
         max_body_bytes=settings.max_body_bytes,

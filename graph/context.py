@@ -4,7 +4,8 @@ and request id for audit, and the app's services."""
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from starlette.requests import Request
@@ -13,11 +14,13 @@ from strawberry.types import Info as StrawberryInfo
 
 from core.clock import utcnow
 from core.secrets import digest
+from graph.cursors import Cursors
 from graph.errors import PasswordChangeRequired, Unauthenticated
 from graph.services import Services
 from models import ActorType, PatientSession, StaffUser
 from onboarding.actor import Actor
 from onboarding.admin import STAFF_PREFIX
+from onboarding.listing import PatientReader
 from onboarding.sessions import SESSION_PREFIX, find_session
 
 
@@ -57,6 +60,9 @@ class Context:
     session: PatientSession | None
     client_addr: str | None
     request_id: str
+    # Bulk inputs: the ids as the client sent them, per decoded id (graph.ids), so
+    # results echo them as ``requestedId``.
+    requested_ids: dict[str, deque[str]] = field(default_factory=dict)
 
     @property
     def settings(self):
@@ -96,6 +102,15 @@ class Context:
         if not self.session.full_access and not restricted_ok:
             raise PasswordChangeRequired()
         return self.session
+    def patient_reader(self) -> PatientReader:
+        """Reads of the staff user's practice (every statement scoped to it)."""
+        return PatientReader(
+            self.practice_id, timedelta(days=self.settings.temporary_password_ttl_days)
+        )
+
+    @property
+    def cursors(self) -> Cursors:
+        return Cursors(self.services.sealer, self.practice_id)
 
     @property
     def practice_id(self) -> int:

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
+from typing import Annotated
 
 import strawberry
 
 from graph.context import Info
 from graph.errors import BadRequest, ErrorCode, RateLimited
-from graph.types.audit import (
-    AuditEvent,
-    AuditEventConnection,
-    AuditEventEdge,
-    decode_audit_cursor,
-    encode_audit_cursor,
-)
-from graph.types.common import PageInfo, page_size
+from graph.ids import PATIENT_ID_DESCRIPTION, patient_pk
+from graph.nodes import resolve_nodes
+from graph.permissions import staff_only
+from graph.types.audit import AuditEvent, AuditEventConnection, AuditEventEdge
+from graph.types.common import PageInfo, page_args
+from graph.types.node import Node
 from graph.types.onboarding import (
     OnboardingFilter,
     PatientConnection,
@@ -26,18 +25,16 @@ from graph.types.patient import Patient, PortalAccount
 from models import AuditEvent as AuditEventModel
 from models import Patient as PatientModel
 from onboarding.credentials import check_username
-from onboarding.listing import AccountRow, BadCursor, PatientReader
+from onboarding.listing import AccountRow, PatientReader
 from onboarding.redemption import token_info
 from onboarding.stats import funnel
-from onboarding.validation import parse_id
 
 STATS_FIRST_DAY = date(1900, 1, 1)
 STATS_LAST_DAY = date(9998, 12, 31)
 
 
 def reader(info: Info) -> PatientReader:
-    ctx = info.context
-    return PatientReader(ctx.practice_id, timedelta(days=ctx.settings.temporary_password_ttl_days))
+    return info.context.patient_reader()
 
 
 @strawberry.type
@@ -73,34 +70,42 @@ class OnboardingStats:
 
 @strawberry.type
 class Query:
-    @strawberry.field(description="One patient of the caller's practice (staff).")
-    async def patient(self, info: Info, id: strawberry.ID) -> Patient | None:
-        info.context.require_staff()
-        pid = parse_id(id)
+    @strawberry.field(
+        description="One patient of the caller's practice (staff).", extensions=staff_only()
+    )
+    async def patient(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description=PATIENT_ID_DESCRIPTION)],
+    ) -> Patient | None:
+        pid = patient_pk(id)
         if pid is None:
             return None
         row = await reader(info).one(pid)
         return Patient.from_row(row) if row else None
 
-    @strawberry.field(description="The Onboarding Tool's list (staff).")
+    @strawberry.field(description="The Onboarding Tool's list (staff).", extensions=staff_only())
     async def onboarding(
         self,
         info: Info,
         first: int | None = None,
         after: str | None = None,
         filter: OnboardingFilter | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> PatientConnection:
-        info.context.require_staff()
-        size = page_size(first, default=50, maximum=info.context.settings.max_page_size)
+        ctx = info.context
+        request = page_args(
+            first, after, last, before, default=50, maximum=ctx.settings.max_page_size
+        )
         if filter and filter.search and len(filter.search) > 200:
             raise BadRequest("search must be at most 200 characters")
         data = filter.to_data() if filter else None
+        cursors = ctx.cursors
+        boundary = cursors.open_patient(request.cursor) if request.cursor else None
         patient_reader = reader(info)
-        try:
-            page = await patient_reader.page(size, after, data)
-        except BadCursor as exc:
-            raise BadRequest(str(exc)) from exc
-        return connection_from_page(patient_reader, data, page.rows, page.has_next_page)
+        page = await patient_reader.page(request.size, boundary, data, backward=request.backward)
+        return connection_from_page(patient_reader, cursors, data, request, boundary, page)
 
     @strawberry.field(
         description="The logged-in patient's own account (patient session bearer). A session"
@@ -117,55 +122,115 @@ class Query:
             )
         )
 
-    @strawberry.field(description="Is this username valid and free? (staff; rate-limited)")
+    @strawberry.field(
+        description="Is this username valid and free? (staff; rate-limited)",
+        extensions=staff_only(),
+    )
     async def username_available(
-        self, info: Info, username: str, patient_id: strawberry.ID | None = None
+        self,
+        info: Info,
+        username: str,
+        patient_id: Annotated[
+            strawberry.ID | None, strawberry.argument(description=PATIENT_ID_DESCRIPTION)
+        ] = None,
     ) -> UsernameCheck:
         ctx = info.context
-        staff = ctx.require_staff()
+        staff = ctx.staff
+        assert staff is not None
         if not await ctx.services.limiter.allow("username_check", f"staff:{staff.id}"):
             raise RateLimited("too many username checks; slow down")
-        pid = parse_id(patient_id) if patient_id is not None else None
+        pid = patient_pk(patient_id) if patient_id is not None else None
         if pid is not None:
             patient = await PatientModel.filter(id=pid, practice_id=ctx.practice_id).first()
             pid = patient.id if patient else None
         result = await check_username(username.strip(), patient_id=pid)
         return UsernameCheck(valid=result.valid, available=result.available, reason=result.reason)
 
-    @strawberry.field(description="Audit events of the practice, newest first (staff).")
+    @strawberry.field(
+        description="Audit events of the practice, newest first (staff).", extensions=staff_only()
+    )
     async def audit_events(
         self,
         info: Info,
-        patient_id: strawberry.ID | None = None,
+        patient_id: Annotated[
+            strawberry.ID | None, strawberry.argument(description=PATIENT_ID_DESCRIPTION)
+        ] = None,
         first: int | None = None,
         after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
     ) -> AuditEventConnection:
         ctx = info.context
-        ctx.require_staff()
-        size = page_size(first, default=50, maximum=ctx.settings.max_page_size)
+        request = page_args(
+            first, after, last, before, default=50, maximum=ctx.settings.max_page_size
+        )
         query = AuditEventModel.filter(practice_id=ctx.practice_id)
+        pid = None
         if patient_id is not None:
-            pid = parse_id(patient_id)
+            pid = patient_pk(patient_id)
             if pid is None:
                 return AuditEventConnection(
-                    edges=[], page_info=PageInfo(end_cursor=None, has_next_page=False)
+                    edges=[],
+                    page_info=PageInfo(
+                        start_cursor=None, end_cursor=None, _has_next=False, _has_previous=False
+                    ),
                 )
             query = query.filter(patient_id=pid)
-        if after:
-            query = query.filter(id__lt=decode_audit_cursor(after))
-        events = await query.order_by("-id").limit(size + 1)
+        cursors = ctx.cursors
+        boundary = cursors.open_audit(request.cursor, pid) if request.cursor else None
+        page_query = query
+        if boundary is not None:
+            page_query = (
+                query.filter(id__gt=boundary) if request.backward else query.filter(id__lt=boundary)
+            )
+        order = "id" if request.backward else "-id"
+        events = list(await page_query.order_by(order).limit(request.size + 1))
+        more = len(events) > request.size
+        events = events[: request.size]
+        if request.backward:
+            events.reverse()
         edges = [
-            AuditEventEdge(cursor=encode_audit_cursor(e.id), node=AuditEvent.from_model(e))
-            for e in events[:size]
+            AuditEventEdge(cursor=cursors.audit(e.id, pid), node=AuditEvent.from_model(e))
+            for e in events
         ]
+
+        async def other_side() -> bool:
+            if boundary is None:
+                return False
+            if request.backward:
+                return await query.filter(id__lte=boundary).exists()
+            return await query.filter(id__gte=boundary).exists()
+
         return AuditEventConnection(
             edges=edges,
             page_info=PageInfo(
-                end_cursor=edges[-1].cursor if edges else None, has_next_page=len(events) > size
+                start_cursor=edges[0].cursor if edges else None,
+                end_cursor=edges[-1].cursor if edges else None,
+                _has_next=other_side if request.backward else more,
+                _has_previous=more if request.backward else other_side,
             ),
         )
 
-    @strawberry.field(description="The onboarding funnel of the practice (staff).")
+    @strawberry.field(
+        description="Any object by its global id (Relay; staff). Null when it does not exist"
+        " or belongs to another practice.",
+        extensions=staff_only(),
+    )
+    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+        return (await resolve_nodes(info, [id]))[0]
+
+    @strawberry.field(
+        description="Objects by global id, in the order asked, null where unknown.",
+        extensions=staff_only(),
+    )
+    async def nodes(self, info: Info, ids: list[strawberry.ID]) -> list[Node | None]:
+        if len(ids) > info.context.settings.max_page_size:
+            raise BadRequest(f"at most {info.context.settings.max_page_size} ids")
+        return await resolve_nodes(info, ids)
+
+    @strawberry.field(
+        description="The onboarding funnel of the practice (staff).", extensions=staff_only()
+    )
     async def onboarding_stats(self, info: Info, start: date, end: date) -> OnboardingStats:
         info.context.require_staff()
         if not all(STATS_FIRST_DAY <= day <= STATS_LAST_DAY for day in (start, end)):

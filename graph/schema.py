@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import traceback
+from datetime import date, datetime
 from typing import Any
 
 import structlog
@@ -15,7 +17,9 @@ from strawberry.extensions import (
     ParserCache,
 )
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.types.base_scalars import DateDefinition, DateTimeDefinition
 from strawberry.types import ExecutionContext
+from strawberry.types.scalar import ScalarDefinition
 
 from core.passwords import HashQueueFull
 from core.settings import Settings
@@ -34,6 +38,21 @@ def should_mask(error: GraphQLError) -> bool:
 
 
 log = structlog.get_logger("graph.errors")
+
+RFC3339 = "https://datatracker.ietf.org/doc/html/rfc3339"
+# @specifiedBy (SPEC 8.4), so code generators and clients know the exact format.
+SCALARS: dict[object, ScalarDefinition] = {
+    date: dataclasses.replace(
+        DateDefinition,
+        description="A calendar date, RFC 3339 full-date: 2024-03-09.",
+        specified_by_url=RFC3339 + "#section-5.6",
+    ),
+    datetime: dataclasses.replace(
+        DateTimeDefinition,
+        description="An instant, RFC 3339 date-time with offset (UTC): 2024-03-09T14:30:00+00:00.",
+        specified_by_url=RFC3339 + "#section-5.6",
+    ),
+}
 
 
 # Database drivers quote the offending parameter in their messages (asyncpg: "invalid
@@ -104,5 +123,6 @@ def build_schema(settings: Settings) -> Schema:
         query=Query,
         mutation=Mutation,
         extensions=extensions,
+        scalar_overrides=SCALARS,
         config=StrawberryConfig(disable_field_suggestions=settings.is_production),
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from core.background import Background
 from core.passwords import Hasher
 from core.ratelimit import RateLimiter
+from core.sealing import Sealer
 from core.settings import Settings
 from mail.dispatcher import Dispatcher
 from mail.transports import Transport
@@ -19,6 +20,7 @@ class Services:
     hasher: Hasher
     limiter: RateLimiter
     dispatcher: Dispatcher
+    sealer: Sealer
     background: Background = field(default_factory=Background)
 
     @classmethod
@@ -32,4 +34,5 @@ class Services:
             ),
             limiter=RateLimiter(settings),
             dispatcher=Dispatcher(settings, transport, on_outcome=record_delivery_outcome),
+            sealer=Sealer(settings.secret_key.get_secret_value(), "cursor"),
         )

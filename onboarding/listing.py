@@ -6,8 +6,6 @@ and newest link joined, status computed in SQL) and, when asked for, the grouped
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -17,9 +15,8 @@ from core.clock import utcnow
 from onboarding.sql import Params, as_date, as_datetime, connection, dialect_of, like_pattern
 from onboarding.status import PortalStatus, status_sql
 
-
-class BadCursor(ValueError):
-    pass
+# The list order, and what a cursor carries: (last_name_key, first_name_key, id).
+SortKey = tuple[str, str, int]
 
 
 @dataclass(frozen=True)
@@ -32,6 +29,8 @@ class AccountRow:
 
 @dataclass(frozen=True)
 class InvitationRow:
+    id: int
+    patient_id: int
     sent_to: str
     sent_at: datetime
     expires_at: datetime
@@ -39,6 +38,10 @@ class InvitationRow:
     revoked_at: datetime | None
     delivery_status: str
     purpose: str
+    revoke_reason: str | None = None
+    # The mail server's reply when delivery failed for good (mail.dispatcher).
+    delivery_detail: str | None = None
+    is_reminder: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,12 @@ class PatientRow:
     email_shared_with: int
     account: AccountRow | None
     last_invitation: InvitationRow | None
+    last_name_key: str = ""
+    first_name_key: str = ""
+
+    @property
+    def sort_key(self) -> SortKey:
+        return (self.last_name_key, self.first_name_key, self.id)
 
 
 @dataclass(frozen=True)
@@ -69,7 +78,8 @@ class OnboardingFilter:
 @dataclass
 class Page:
     rows: list[PatientRow]
-    has_next_page: bool
+    # More rows beyond the page in the direction of paging.
+    has_more: bool
 
 
 @dataclass
@@ -81,10 +91,11 @@ class _Query:
 
 _SELECT = """SELECT p.id, p.practice_id, p.chart_number, p.first_name, p.last_name,
  p.date_of_birth, p.email, p.zip_code, p.chart_status,
- p.portal_enabled,
+ p.portal_enabled, p.last_name_key, p.first_name_key,
  a.id AS a_id, a.username, a.must_change_password, a.last_login_at, a.locked_until,
  l.id AS l_id, l.sent_to, l.created_at AS l_created_at, l.expires_at AS l_expires_at,
  l.used_at AS l_used_at, l.revoked_at AS l_revoked_at, l.delivery_status, l.purpose,
+ l.revoke_reason, l.delivery_detail, l.is_reminder,
  CASE WHEN p.email_key IS NULL THEN 0 ELSE (SELECT COUNT(*) FROM patient q
    WHERE q.practice_id = p.practice_id AND q.email_key = p.email_key AND q.id <> p.id)
  END AS shared,
@@ -106,21 +117,13 @@ SEARCH_TEXT = (
 _FROM = "FROM patient p"
 
 
-def encode_cursor(patient_id: int) -> str:
-    # The cursor names the last row by id only: names are health-adjacent data and
-    # cursors end up in front-end URLs and logs. The sort key is looked up in SQL.
-    return base64.urlsafe_b64encode(f"patient:{patient_id}".encode()).decode()
+_ORDER = ("p.last_name_key", "p.first_name_key", "p.id")
+_KEY = "(p.last_name_key, p.first_name_key, p.id)"
 
-
-def decode_cursor(cursor: str) -> int:
-    try:
-        kind, _, number = base64.urlsafe_b64decode(cursor.encode("ascii")).decode().partition(":")
-    except (ValueError, binascii.Error, UnicodeError) as exc:
-        raise BadCursor("cursor is not one this service issued") from exc
-    # Ids are 32-bit: a larger number would fail in the database driver (SPEC 6).
-    if kind != "patient" or not number.isdigit() or len(number) > 12 or int(number) >= 2**31:
-        raise BadCursor("cursor is not one this service issued")
-    return int(number)
+_INVITATION_SELECT = """SELECT l.id AS l_id, l.patient_id, l.sent_to, l.created_at AS l_created_at,
+ l.expires_at AS l_expires_at, l.used_at AS l_used_at, l.revoked_at AS l_revoked_at,
+ l.delivery_status, l.purpose, l.revoke_reason, l.delivery_detail, l.is_reminder
+FROM link_token l"""
 
 
 class PatientReader:
@@ -176,12 +179,7 @@ class PatientReader:
 
     async def ids(self, flt: OnboardingFilter | None, limit: int) -> list[int]:
         """Every id the filter selects, in list order, at most ``limit`` (bulk by filter)."""
-        q, status = self._query()
-        self._apply_filter(q, flt)
-        if flt and flt.statuses is not None:
-            if not flt.statuses:
-                return []
-            self._status_clause(q, status, flt.statuses)
+        q, status = self._filtered(flt)
         # The status column is unused here but binds the time parameters every query
         # declares (PostgreSQL refuses parameters it cannot type).
         sql = (
@@ -196,22 +194,34 @@ class PatientReader:
     async def one(self, patient_id: int) -> PatientRow | None:
         return (await self.by_ids([patient_id])).get(patient_id)
 
-    async def page(self, first: int, after: str | None, flt: OnboardingFilter | None) -> Page:
+    def _filtered(self, flt: OnboardingFilter | None) -> tuple[_Query, str]:
         q, status = self._query()
         self._apply_filter(q, flt)
-        if flt and flt.statuses is not None:
-            if not flt.statuses:
-                return Page([], False)
+        # An empty status list means any status, like an absent one.
+        if flt and flt.statuses:
             self._status_clause(q, status, flt.statuses)
-        if after:
-            after_id = q.params(decode_cursor(after))
-            # Scoped to the practice: a cursor naming another practice's row matches nothing.
-            q.where.append(
-                "(p.last_name_key, p.first_name_key, p.id) > (SELECT c.last_name_key,"
-                f" c.first_name_key, c.id FROM patient c WHERE c.id = {after_id}"
-                f" AND c.practice_id = {q.params(self.practice_id)})"
-            )
-        limit = q.params(first + 1)
+        return q, status
+
+    def _beyond(self, q: _Query, key: SortKey, op: str) -> None:
+        # The cursor carries the whole sort key, so the next page starts where the last
+        # one ended whatever happened since to the row it came from (SPEC 8.3).
+        last, first, pid = (q.params(v) for v in key)
+        q.where.append(f"{_KEY} {op} ({last}, {first}, {pid})")
+
+    async def page(
+        self,
+        size: int,
+        boundary: SortKey | None,
+        flt: OnboardingFilter | None,
+        *,
+        backward: bool = False,
+    ) -> Page:
+        """``size`` rows after ``boundary`` (or, ``backward``, the ``size`` rows before
+        it), in list order either way."""
+        q, status = self._filtered(flt)
+        if boundary is not None:
+            self._beyond(q, boundary, "<" if backward else ">")
+        limit = q.params(size + 1)
         where = " AND ".join(q.where)
         if q.indexed_search:
             # Matches come from the trigram index, then are sorted. Left alone, the planner
@@ -222,9 +232,68 @@ class PatientReader:
             sql = _SELECT.format(status=status, source=source)
         else:
             sql = _SELECT.format(status=status, source="patient p") + " WHERE " + where
-        sql += f" ORDER BY p.last_name_key, p.first_name_key, p.id LIMIT {limit}"
+        direction = " DESC" if backward else ""
+        sql += " ORDER BY " + ", ".join(c + direction for c in _ORDER) + f" LIMIT {limit}"
         rows = [self._row(r) for r in await self.conn.execute_query_dict(sql, q.params.values)]
-        return Page(rows[:first], len(rows) > first)
+        page = rows[:size]
+        if backward:
+            page.reverse()
+        return Page(page, len(rows) > size)
+
+    async def any_beyond(
+        self, boundary: SortKey, flt: OnboardingFilter | None, *, before: bool
+    ) -> bool:
+        """Whether rows lie at or before ``boundary`` (``before``) or at or after it: the
+        other side of a page, for PageInfo's hasPreviousPage/hasNextPage."""
+        q, status = self._filtered(flt)
+        self._beyond(q, boundary, "<=" if before else ">=")
+        # The status column binds the time parameters every query declares.
+        sql = f"SELECT p.id, {status} AS status {_FROM} WHERE {' AND '.join(q.where)} LIMIT 1"
+        return bool(await self.conn.execute_query_dict(sql, q.params.values))
+
+    async def invitations(
+        self, patient_id: int, size: int, boundary: int | None, *, backward: bool = False
+    ) -> tuple[list[InvitationRow], bool]:
+        """A patient's links, newest first (``boundary``: a link id the page starts
+        after, or with ``backward`` ends before). Scoped to the practice."""
+        params = Params(self.dialect)
+        where = [
+            f"l.patient_id = {params(patient_id)}",
+            f"l.practice_id = {params(self.practice_id)}",
+        ]
+        if boundary is not None:
+            where.append(f"l.id {'>' if backward else '<'} {params(boundary)}")
+        order = "ASC" if backward else "DESC"
+        sql = (
+            f"{_INVITATION_SELECT} WHERE {' AND '.join(where)}"
+            f" ORDER BY l.id {order} LIMIT {params(size + 1)}"
+        )
+        rows = [self._invitation(r) for r in await self.conn.execute_query_dict(sql, params.values)]
+        page = rows[:size]
+        if backward:
+            page.reverse()
+        return page, len(rows) > size
+
+    async def invitations_by_ids(self, ids: Sequence[int]) -> dict[int, InvitationRow]:
+        if not ids:
+            return {}
+        params = Params(self.dialect)
+        placeholders = ", ".join(params(i) for i in ids)
+        sql = (
+            f"{_INVITATION_SELECT} WHERE l.id IN ({placeholders})"
+            f" AND l.practice_id = {params(self.practice_id)}"
+        )
+        rows = await self.conn.execute_query_dict(sql, params.values)
+        return {row.id: row for row in map(self._invitation, rows)}
+
+    async def any_invitation_beyond(self, patient_id: int, link_id: int, *, newer: bool) -> bool:
+        params = Params(self.dialect)
+        sql = (
+            f"SELECT l.id FROM link_token l WHERE l.patient_id = {params(patient_id)}"
+            f" AND l.practice_id = {params(self.practice_id)}"
+            f" AND l.id {'>=' if newer else '<='} {params(link_id)} LIMIT 1"
+        )
+        return bool(await self.conn.execute_query_dict(sql, params.values))
 
     async def status_counts(self, flt: OnboardingFilter | None) -> dict[PortalStatus, int]:
         """Counts per status for the filter without its status part, in one grouped query."""
@@ -255,15 +324,7 @@ class PatientReader:
             )
         invitation = None
         if r["l_id"] is not None:
-            invitation = InvitationRow(
-                sent_to=r["sent_to"],
-                sent_at=as_datetime(r["l_created_at"]),  # type: ignore[arg-type]
-                expires_at=as_datetime(r["l_expires_at"]),  # type: ignore[arg-type]
-                used_at=as_datetime(r["l_used_at"]),
-                revoked_at=as_datetime(r["l_revoked_at"]),
-                delivery_status=r["delivery_status"],
-                purpose=r["purpose"],
-            )
+            invitation = self._invitation({**r, "patient_id": r["id"]})
         return PatientRow(
             id=r["id"],
             practice_id=r["practice_id"],
@@ -279,4 +340,23 @@ class PatientReader:
             email_shared_with=int(r["shared"]),
             account=account,
             last_invitation=invitation,
+            last_name_key=r["last_name_key"],
+            first_name_key=r["first_name_key"],
+        )
+
+    @staticmethod
+    def _invitation(r: dict[str, Any]) -> InvitationRow:
+        return InvitationRow(
+            id=r["l_id"],
+            patient_id=r["patient_id"],
+            sent_to=r["sent_to"],
+            sent_at=as_datetime(r["l_created_at"]),  # type: ignore[arg-type]
+            expires_at=as_datetime(r["l_expires_at"]),  # type: ignore[arg-type]
+            used_at=as_datetime(r["l_used_at"]),
+            revoked_at=as_datetime(r["l_revoked_at"]),
+            delivery_status=r["delivery_status"],
+            purpose=r["purpose"],
+            revoke_reason=r["revoke_reason"],
+            delivery_detail=r["delivery_detail"],
+            is_reminder=bool(r["is_reminder"]),
         )

@@ -32,44 +32,45 @@ def _bounds(start: date, end: date) -> tuple[datetime, datetime]:
 
 
 async def funnel(reader: PatientReader, start: date, end: date) -> Funnel:
-    """Patients whose first staff invitation falls in [start, end] (UTC days); activated
-    means they chose their own password through a link (at any time since)."""
+    """The definitions are the README's ("Onboarding statistics"):
+
+    - invited: patients whose first staff invitation (reminders are not staff
+      invitations) was created in [start, end], whole UTC days, end included;
+    - activated: of those, patients who redeemed a link (any: staff, reminder or
+      self-service) at or after that first invitation, at any time up to now; a
+      redemption before it was not an answer to an invitation and does not count;
+    - hours to activation: from the first staff invitation to the first redemption
+      after it, so never negative.
+    """
     low, high = _bounds(start, end)
     practice = reader.practice_id
-    sent = await LinkToken.filter(
-        practice_id=practice,
-        purpose=LinkPurpose.INVITATION,
-        created_at__gte=low,
-        created_at__lt=high,
-    ).count()
+    staff_links = LinkToken.filter(
+        practice_id=practice, purpose=LinkPurpose.INVITATION, is_reminder=False
+    )
+    sent = await staff_links.filter(created_at__gte=low, created_at__lt=high).count()
     firsts = {
         row["patient_id"]: row["first"]
-        for row in await LinkToken.filter(practice_id=practice, purpose=LinkPurpose.INVITATION)
-        .annotate(first=Min("created_at"))
+        for row in await staff_links.annotate(first=Min("created_at"))
         .group_by("patient_id")
         .values("patient_id", "first")
     }
     cohort = {pid: _aware(first) for pid, first in firsts.items() if low <= _aware(first) < high}
-    activations = (
-        {
-            row["patient_id"]: row["activated"]
-            for row in await LinkToken.filter(
-                practice_id=practice, patient_id__in=list(cohort), used_at__not_isnull=True
-            )
-            .annotate(activated=Min("used_at"))
-            .group_by("patient_id")
-            .values("patient_id", "activated")
-        }
-        if cohort
-        else {}
-    )
-    hours = [(_aware(activations[pid]) - cohort[pid]).total_seconds() / 3600 for pid in activations]
+    redemptions: dict[int, datetime] = {}
+    if cohort:
+        used = await LinkToken.filter(
+            practice_id=practice, patient_id__in=list(cohort), used_at__not_isnull=True
+        ).values_list("patient_id", "used_at")
+        for pid, used_at in used:
+            moment = _aware(used_at)
+            if moment >= cohort[pid] and (pid not in redemptions or moment < redemptions[pid]):
+                redemptions[pid] = moment
+    hours = [(redemptions[pid] - cohort[pid]).total_seconds() / 3600 for pid in redemptions]
     return Funnel(
         status_counts=await reader.status_counts(None),
         invitations_sent=sent,
         patients_invited=len(cohort),
-        patients_activated=len(activations),
-        activation_rate=len(activations) / len(cohort) if cohort else None,
+        patients_activated=len(redemptions),
+        activation_rate=len(redemptions) / len(cohort) if cohort else None,
         median_hours_to_activation=statistics.median(hours) if hours else None,
     )
 

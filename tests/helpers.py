@@ -81,3 +81,12 @@ async def enabled_patient(api: Any, token: str, **overrides: Any) -> str:
 async def invite(api: Any, token: str, pid: str, confirm: bool = False) -> dict[str, Any]:
     result = await api.gql(SEND, {"ids": [pid], "confirm": confirm}, token)
     return result["data"]["sendInvitation"]["results"][0]
+
+
+def pk(global_id: str) -> int:
+    """The row number behind a global id (tests look rows up in the database)."""
+    from graph.ids import parse_global_id
+
+    parsed = parse_global_id(global_id)
+    assert parsed is not None, global_id
+    return parsed[1]

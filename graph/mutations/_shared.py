@@ -9,6 +9,7 @@ import strawberry
 
 from graph.context import Info
 from graph.errors import UserError, user_errors
+from graph.ids import requested_id
 from graph.types.onboarding import OnboardingFilter
 from graph.types.patient import Patient
 from onboarding.bulk import BulkRequest, RowResult
@@ -34,7 +35,7 @@ async def patient_results(info: Info, rows: Sequence[RowResult]) -> list[Patient
     patients = await load_patients(info, [r.patient_id for r in rows if r.patient_id])
     return [
         PatientResult(
-            requested_id=strawberry.ID(r.requested_id),
+            requested_id=requested_id(info, r.requested_id, r.patient_id),
             patient=patients.get(r.patient_id) if r.patient_id else None,
             user_errors=user_errors(r.problems),
         )
@@ -43,7 +44,7 @@ async def patient_results(info: Info, rows: Sequence[RowResult]) -> list[Patient
 
 
 def bulk_request(
-    patient_ids: list[strawberry.ID] | None,
+    patient_ids: Sequence[str] | None,
     flt: OnboardingFilter | None,
     dry_run: bool | None,
     idempotency_key: str | None,

@@ -7,6 +7,7 @@ import strawberry
 from graph.context import Info
 from graph.errors import UserError, user_errors
 from graph.mutations._shared import load_patients
+from graph.permissions import staff_only
 from graph.types.enums import ChartStatus
 from graph.types.patient import Patient
 from onboarding.patients import ChartInput
@@ -30,10 +31,11 @@ class CreatePatientPayload:
     user_errors: list[UserError]
 
 
-@strawberry.mutation(description="Create a chart as the EMR sends it (staff).")
+@strawberry.mutation(
+    description="Create a chart as the EMR sends it (staff).", extensions=staff_only()
+)
 async def create_patient(info: Info, input: CreatePatientInput) -> CreatePatientPayload:
     ctx = info.context
-    ctx.require_staff()
     patient_id, problems = await create_chart(
         ctx.actor,
         ChartInput(

@@ -6,7 +6,9 @@ import strawberry
 
 from graph.context import Info
 from graph.errors import UserError, user_errors
+from graph.ids import PATIENT_IDS, decode_patient_ids, requested_id
 from graph.mutations._shared import bulk_request, load_patients
+from graph.permissions import staff_only
 from graph.types.onboarding import OnboardingFilter
 from graph.types.patient import Patient
 from onboarding.invitations import send_invitations
@@ -14,7 +16,9 @@ from onboarding.invitations import send_invitations
 
 @strawberry.input(description="Give patientIds, or a filter (the Onboarding Tool's).")
 class SendInvitationInput:
-    patient_ids: list[strawberry.ID] | None = None
+    patient_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description=PATIENT_IDS
+    )
     filter: OnboardingFilter | None = strawberry.field(
         default=None, description='e.g. {status: [NOT_INVITED]}: "invite everyone not invited yet".'
     )
@@ -53,12 +57,17 @@ class SendInvitationPayload:
 
 
 @strawberry.mutation(
-    description="Send the invitation/reset email to the address on file (staff, bulk)."
+    description="Send the invitation/reset email to the address on file (staff, bulk).",
+    extensions=staff_only(),
 )
 async def send_invitation(info: Info, input: SendInvitationInput) -> SendInvitationPayload:
     ctx = info.context
-    ctx.require_staff()
-    request = bulk_request(input.patient_ids, input.filter, input.dry_run, input.idempotency_key)
+    request = bulk_request(
+        decode_patient_ids(info, input.patient_ids),
+        input.filter,
+        input.dry_run,
+        input.idempotency_key,
+    )
     outcome = await send_invitations(
         ctx.actor,
         request,
@@ -70,7 +79,7 @@ async def send_invitation(info: Info, input: SendInvitationInput) -> SendInvitat
     return SendInvitationPayload(
         results=[
             InvitationResult(
-                requested_id=strawberry.ID(r.requested_id),
+                requested_id=requested_id(info, r.requested_id, r.patient_id),
                 patient=patients.get(r.patient_id) if r.patient_id else None,
                 invitation=SentInvitation(
                     sent_to=r.invitation.sent_to,

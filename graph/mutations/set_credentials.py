@@ -4,16 +4,17 @@ import strawberry
 
 from graph.context import Info
 from graph.errors import UserError, user_errors
+from graph.ids import PATIENT_ID_DESCRIPTION, patient_pk
+from graph.permissions import staff_only
 from graph.types.patient import PortalAccount
 from onboarding.credentials import set_credentials as set_account_credentials
 from onboarding.errors import ErrorCode, Problem
 from onboarding.listing import AccountRow
-from onboarding.validation import parse_id
 
 
 @strawberry.input
 class SetCredentialsInput:
-    patient_id: strawberry.ID
+    patient_id: strawberry.ID = strawberry.field(description=PATIENT_ID_DESCRIPTION)
     username: str
     password: str | None = strawberry.field(
         default=None,
@@ -27,7 +28,10 @@ class SetCredentialsPayload:
     user_errors: list[UserError]
 
 
-@strawberry.mutation(description="Set a username and optionally a password by hand (staff).")
+@strawberry.mutation(
+    description="Set a username and optionally a password by hand (staff).",
+    extensions=staff_only(),
+)
 async def set_credentials(info: Info, input: SetCredentialsInput) -> SetCredentialsPayload:
     ctx = info.context
     staff = ctx.require_staff()
@@ -39,7 +43,7 @@ async def set_credentials(info: Info, input: SetCredentialsInput) -> SetCredenti
                 [Problem(ErrorCode.RATE_LIMITED, "too many attempts; try again later")]
             ),
         )
-    pid = parse_id(input.patient_id)
+    pid = patient_pk(input.patient_id)
     if pid is None:
         return SetCredentialsPayload(
             account=None,

@@ -6,18 +6,19 @@ import strawberry
 
 from graph.context import Info
 from graph.errors import UserError, user_errors
+from graph.ids import PATIENT_ID_DESCRIPTION, patient_pk
 from graph.mutations._shared import load_patients
+from graph.permissions import staff_only
 from graph.types.enums import ChartStatus
 from graph.types.patient import Patient
 from onboarding.errors import ErrorCode, Problem
 from onboarding.patients import UNSET, ChartInput
 from onboarding.patients import update_patient as update_chart
-from onboarding.validation import parse_id
 
 
 @strawberry.input(description='Only the fields given change; email: null or "" clears it.')
 class UpdatePatientInput:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(description=PATIENT_ID_DESCRIPTION)
     chart_number: str | None = strawberry.UNSET
     first_name: str | None = strawberry.UNSET
     last_name: str | None = strawberry.UNSET
@@ -38,12 +39,12 @@ def _given(value: object) -> object:
 
 
 @strawberry.mutation(
-    description="Change chart fields (staff). A new email revokes outstanding links."
+    description="Change chart fields (staff). A new email revokes outstanding links.",
+    extensions=staff_only(),
 )
 async def update_patient(info: Info, input: UpdatePatientInput) -> UpdatePatientPayload:
     ctx = info.context
-    ctx.require_staff()
-    pid = parse_id(input.id)
+    pid = patient_pk(input.id)
     if pid is None:
         return UpdatePatientPayload(
             patient=None,

@@ -6,16 +6,19 @@ import asyncio
 
 import strawberry
 
-from graph.types.common import PageInfo
+from graph.cursors import Cursors
+from graph.types.common import PageInfo, PageRequest
 from graph.types.enums import PortalStatus
 from graph.types.patient import Patient
 from onboarding.listing import OnboardingFilter as FilterData
-from onboarding.listing import PatientReader, encode_cursor
+from onboarding.listing import Page, PatientReader, SortKey
 
 
 @strawberry.input(description="The Onboarding Tool's filter.")
 class OnboardingFilter:
-    status: list[PortalStatus] | None = None
+    status: list[PortalStatus] | None = strawberry.field(
+        default=None, description="Any of these statuses; empty or absent: any status."
+    )
     search: str | None = strawberry.field(
         default=None, description="Words matched against name, chart number and email."
     )
@@ -23,7 +26,8 @@ class OnboardingFilter:
 
     def to_data(self) -> FilterData:
         return FilterData(
-            statuses=list(self.status) if self.status is not None else None,
+            # An empty list filters nothing, as an absent one (not "no status at all").
+            statuses=list(self.status) if self.status else None,
             search=self.search,
             has_email=self.has_email,
         )
@@ -58,9 +62,7 @@ class PatientConnection:
     @strawberry.field(description="Patients matching the whole filter, status part included.")
     async def total_count(self) -> int:
         counts = await self._status_counts()
-        wanted = (
-            self._filter.statuses if self._filter and self._filter.statuses is not None else None
-        )
+        wanted = self._filter.statuses if self._filter and self._filter.statuses else None
         return sum(n for s, n in counts.items() if wanted is None or s in wanted)
 
     @strawberry.field(description="Count per status for the same filter without its status part.")
@@ -71,14 +73,30 @@ class PatientConnection:
 
 def connection_from_page(
     reader: PatientReader,
+    cursors: Cursors,
     flt: FilterData | None,
-    rows: list,
-    has_next: bool,
+    request: PageRequest,
+    boundary: SortKey | None,
+    page: Page,
 ) -> PatientConnection:
-    edges = [PatientEdge(cursor=encode_cursor(r.id), node=Patient.from_row(r)) for r in rows]
+    edges = [
+        PatientEdge(cursor=cursors.patient(r.sort_key), node=Patient.from_row(r)) for r in page.rows
+    ]
+
+    async def other_side() -> bool:
+        # Rows on the cursor's side of the page: asked only when a client selects it.
+        if boundary is None:
+            return False
+        return await reader.any_beyond(boundary, flt, before=not request.backward)
+
     return PatientConnection(
         edges=edges,
-        page_info=PageInfo(end_cursor=edges[-1].cursor if edges else None, has_next_page=has_next),
+        page_info=PageInfo(
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+            _has_next=other_side if request.backward else page.has_more,
+            _has_previous=page.has_more if request.backward else other_side,
+        ),
         _reader=reader,
         _filter=flt,
     )

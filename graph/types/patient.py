@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import enum
 from datetime import date, datetime
 
 import strawberry
 
+from graph.context import Info
+from graph.ids import INVITATION, PATIENT, global_id
+from graph.types.common import PageInfo, page_args
 from graph.types.enums import ChartStatus, DeliveryStatus, PortalStatus
+from graph.types.node import Node
 from onboarding.listing import AccountRow, InvitationRow, PatientRow
 
 
@@ -25,33 +30,64 @@ class PortalAccount:
         )
 
 
-@strawberry.type(
-    description="The newest invitation/reset link sent to the patient (never the link)."
-)
-class Invitation:
+@strawberry.enum(description="How a link reached (or was meant to reach) the patient.")
+class DeliveryChannel(enum.Enum):
+    EMAIL = "EMAIL"
+
+
+@strawberry.type(description="An invitation/reset link sent to the patient (never the link).")
+class Invitation(Node):
+    id: strawberry.ID
+    channel: DeliveryChannel
     sent_to: str
     sent_at: datetime
     expires_at: datetime
     used_at: datetime | None
     revoked_at: datetime | None
+    revoke_reason: str | None = strawberry.field(
+        description="Why the link stopped working early: superseded, email_changed,"
+        " portal_disabled, redeemed_other, undeliverable, password_set, too_many_attempts."
+    )
     delivery_status: DeliveryStatus
-    self_service: bool
+    delivery_detail: str | None = strawberry.field(
+        description="The mail server's reply when delivery failed for good, e.g."
+        ' "550 5.1.1 no such user".'
+    )
+    self_service: bool = strawberry.field(description="Asked for from the login screen.")
+    reminder: bool = strawberry.field(description="The reminder sent before a link expired.")
 
     @classmethod
     def from_row(cls, row: InvitationRow) -> Invitation:
         return cls(
+            id=global_id(INVITATION, row.id),
+            channel=DeliveryChannel.EMAIL,
             sent_to=row.sent_to,
             sent_at=row.sent_at,
             expires_at=row.expires_at,
             used_at=row.used_at,
             revoked_at=row.revoked_at,
+            revoke_reason=row.revoke_reason,
             delivery_status=DeliveryStatus(row.delivery_status),
+            delivery_detail=row.delivery_detail,
             self_service=row.purpose == "self_service",
+            reminder=row.is_reminder,
         )
 
 
+@strawberry.type
+class InvitationEdge:
+    cursor: str
+    node: Invitation
+
+
+@strawberry.type(description="A patient's invitations, newest first.")
+class InvitationConnection:
+    edges: list[InvitationEdge]
+    page_info: PageInfo
+
+
 @strawberry.type(description="A chart of the practice with its portal state.")
-class Patient:
+class Patient(Node):
     id: strawberry.ID
     chart_number: str
     first_name: str
@@ -67,11 +103,56 @@ class Patient:
     )
     account: PortalAccount | None
     last_invitation: Invitation | None
+    _pk: strawberry.Private[int]
+
+    @strawberry.field(
+        description="Every link sent to the patient with its delivery, newest first (staff)."
+    )
+    async def invitations(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> InvitationConnection:
+        ctx = info.context
+        request = page_args(
+            first, after, last, before, default=20, maximum=ctx.settings.max_page_size
+        )
+        cursors = ctx.cursors
+        boundary = cursors.open_invitation(request.cursor, self._pk) if request.cursor else None
+        reader = ctx.patient_reader()
+        rows, more = await reader.invitations(
+            self._pk, request.size, boundary, backward=request.backward
+        )
+        edges = [
+            InvitationEdge(cursor=cursors.invitation(self._pk, r.id), node=Invitation.from_row(r))
+            for r in rows
+        ]
+
+        async def other_side() -> bool:
+            if boundary is None:
+                return False
+            return await reader.any_invitation_beyond(
+                self._pk, boundary, newer=not request.backward
+            )
+
+        return InvitationConnection(
+            edges=edges,
+            page_info=PageInfo(
+                start_cursor=edges[0].cursor if edges else None,
+                end_cursor=edges[-1].cursor if edges else None,
+                _has_next=other_side if request.backward else more,
+                _has_previous=more if request.backward else other_side,
+            ),
+        )
 
     @classmethod
     def from_row(cls, row: PatientRow) -> Patient:
         return cls(
-            id=strawberry.ID(str(row.id)),
+            id=global_id(PATIENT, row.id),
+            _pk=row.id,
             chart_number=row.chart_number,
             first_name=row.first_name,
             last_name=row.last_name,

@@ -7,7 +7,7 @@ from tortoise import fields
 
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0007_onboarding_indexes')]
+    dependencies = [("models", "0008_one_owner_of_patient_state")]
 
     initial = False
 

@@ -13,7 +13,7 @@ from tortoise import connections
 
 from models import ActorType, AuditEvent
 from tests.conftest import Api, Mailbox, Staff, token_from
-from tests.helpers import LOGIN, REDEEM, STRONG_PASSWORD, create_patient, enabled_patient
+from tests.helpers import LOGIN, REDEEM, STRONG_PASSWORD, create_patient, enabled_patient, pk
 
 AUDIT = """
 query($patientId: ID, $first: Int, $after: String) {
@@ -108,14 +108,14 @@ async def test_every_staff_action_is_audited(api: Api, staff: Staff, mailbox: Ma
     # and client address
     events = await events_of(staff.practice_id)
     assert [(e.action, e.patient_id) for e in events] == [
-        ("patient.created", int(pid)),
-        ("patient.created", int(other)),
-        ("patient.updated", int(pid)),
-        ("portal.enabled", int(pid)),
-        ("portal.enabled", int(other)),
-        ("invitation.sent", int(pid)),
-        ("credentials.set", int(other)),
-        ("portal.disabled", int(pid)),
+        ("patient.created", pk(pid)),
+        ("patient.created", pk(other)),
+        ("patient.updated", pk(pid)),
+        ("portal.enabled", pk(pid)),
+        ("portal.enabled", pk(other)),
+        ("invitation.sent", pk(pid)),
+        ("credentials.set", pk(other)),
+        ("portal.disabled", pk(pid)),
     ]
     for event in events:
         assert event.actor_type == ActorType.STAFF
@@ -166,7 +166,7 @@ async def test_audit_events_pagination_walks_newest_first(
     for first in (4, 1, 21, 200):
         nodes = await walk(api, staff.token, first=first)
         # then every event once, newest first
-        assert [int(n["id"]) for n in nodes] == expected, first
+        assert [pk(n["id"]) for n in nodes] == expected, first
 
     # and per patient
     nodes = await walk(api, staff.token, first=2, patient_id=ids[3])

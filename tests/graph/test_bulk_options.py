@@ -4,7 +4,7 @@ import asyncio
 
 from models import LinkToken, Patient
 from tests.conftest import Api, Mailbox, Staff
-from tests.helpers import create_patient, enabled_patient
+from tests.helpers import create_patient, enabled_patient, pk
 
 SEND_BY_FILTER = """
 mutation($input: SendInvitationInput!) {
@@ -47,7 +47,7 @@ async def test_dry_run_reports_and_changes_nothing(api: Api, staff: Staff, mailb
     enable = await api.gql(ENABLE_BY_FILTER, {"input": {"patientIds": [pid], "dryRun": True}}, staff.token)
     assert enable["data"]["enablePortal"]["dryRun"] is True
     assert enable["data"]["enablePortal"]["results"][0]["userErrors"] == []
-    assert not (await Patient.get(id=int(pid))).portal_enabled
+    assert not (await Patient.get(id=pk(pid))).portal_enabled
 
     await api.gql(ENABLE_BY_FILTER, {"input": {"patientIds": [pid]}}, staff.token)
     send = await api.gql(SEND_BY_FILTER, {"input": {"patientIds": [pid], "dryRun": True}}, staff.token)
@@ -83,7 +83,7 @@ async def test_idempotency_key_reused_for_another_request_is_refused(api: Api, s
     result = await api.gql(SEND_BY_FILTER, {"input": {"patientIds": [b], "idempotencyKey": "k1"}}, staff.token)
     assert result["data"]["sendInvitation"]["userErrors"] == [{"field": ["idempotencyKey"], "code": "INVALID_INPUT"}]
     assert result["data"]["sendInvitation"]["results"] == []
-    assert await LinkToken.filter(patient_id=int(b)).count() == 0
+    assert await LinkToken.filter(patient_id=pk(b)).count() == 0
 
 
 async def test_ids_and_filter_together_or_neither_are_refused(api: Api, staff: Staff) -> None:
@@ -92,7 +92,7 @@ async def test_ids_and_filter_together_or_neither_are_refused(api: Api, staff: S
     neither = await api.gql(ENABLE_BY_FILTER, {"input": {}}, staff.token)
     for result in (both, neither):
         assert result["data"]["enablePortal"]["userErrors"] == [{"field": ["patientIds"], "code": "INVALID_INPUT"}]
-    assert not (await Patient.get(id=int(pid))).portal_enabled
+    assert not (await Patient.get(id=pk(pid))).portal_enabled
 
 
 async def test_enable_by_filter_enables_the_selection(api: Api, staff: Staff) -> None:

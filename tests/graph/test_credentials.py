@@ -10,7 +10,7 @@ from tortoise import connections
 
 from models import AuditEvent, LinkToken, PortalAccount
 from tests.conftest import TABLES, Api, Mailbox, Staff, body_text
-from tests.helpers import LOGIN, PATIENT, create_patient, enabled_patient, invite
+from tests.helpers import LOGIN, PATIENT, create_patient, enabled_patient, invite, pk
 
 SET_CREDENTIALS = """
 mutation($input: SetCredentialsInput!) {
@@ -86,7 +86,7 @@ async def test_set_username_only(api: Api, staff: Staff) -> None:
         },
         "userErrors": [],
     }
-    account = await PortalAccount.get(patient_id=int(pid))
+    account = await PortalAccount.get(patient_id=pk(pid))
     assert account.username_key == "avery.q"
     assert account.password_hash is None
     patient = await status_of(api, staff.token, pid)
@@ -111,7 +111,7 @@ async def test_set_username_and_password(api: Api, staff: Staff, mailbox: Mailbo
     assert patient["portalStatus"] == "CREDENTIALS_ISSUED"
     assert patient["account"]["mustChangePassword"] is True
     assert patient["lastInvitation"]["revokedAt"] is not None
-    link = await LinkToken.get(patient_id=int(pid))
+    link = await LinkToken.get(patient_id=pk(pid))
     assert link.revoke_reason == "password_set"
     login = (await api.gql(LOGIN, {"u": "AVERY.Q", "p": PASSWORD}))["data"]["login"]
     assert login["userErrors"] == []
@@ -131,7 +131,7 @@ async def test_set_credentials_stores_argon2id_and_never_the_password(
     assert payload["userErrors"] == []
 
     # then the hash is argon2id at the OWASP parameters, and the raw password is nowhere
-    account = await PortalAccount.get(patient_id=int(pid))
+    account = await PortalAccount.get(patient_id=pk(pid))
     assert account.password_hash is not None
     assert account.password_hash.startswith(ARGON2_PREFIX)
     dump = await database_text()
@@ -145,8 +145,8 @@ async def test_set_credentials_changes_an_existing_username(api: Api, staff: Sta
     assert (await set_credentials(api, staff.token, pid, "first.name"))["userErrors"] == []
     payload = await set_credentials(api, staff.token, pid, "second.name")
     assert payload["userErrors"] == []
-    assert await PortalAccount.filter(patient_id=int(pid)).count() == 1
-    assert (await PortalAccount.get(patient_id=int(pid))).username == "second.name"
+    assert await PortalAccount.filter(patient_id=pk(pid)).count() == 1
+    assert (await PortalAccount.get(patient_id=pk(pid))).username == "second.name"
     # and re-setting its own username in another case is not "taken"
     payload = await set_credentials(api, staff.token, pid, "SECOND.name")
     assert payload["userErrors"] == []
@@ -210,7 +210,7 @@ async def test_set_credentials_username_taken_in_another_case(api: Api, staff: S
     # then USERNAME_TAKEN, and no account for the second patient
     assert payload["account"] is None
     assert codes(payload) == [("USERNAME_TAKEN", ["username"])]
-    assert await PortalAccount.filter(patient_id=int(second)).count() == 0
+    assert await PortalAccount.filter(patient_id=pk(second)).count() == 0
     assert await AuditEvent.filter(action="credentials.set").count() == 1
 
 

@@ -20,6 +20,7 @@ from tests.helpers import (
     STRONG_PASSWORD,
     enabled_patient,
     invite,
+    pk,
 )
 
 EMAIL = "avery.quinn1@example.com"
@@ -136,7 +137,7 @@ async def test_login_returns_a_session(api: Api, staff: Staff, mailbox: Mailbox)
     account = (await patient(api, staff, pid))["account"]
     assert account["lastLoginAt"] is not None
     assert account["locked"] is False
-    assert await AuditEvent.filter(action="login.succeeded", patient_id=int(pid)).count() == 1
+    assert await AuditEvent.filter(action="login.succeeded", patient_id=pk(pid)).count() == 1
 
 
 # --- one answer for every failure ----------------------------------------------------
@@ -212,7 +213,7 @@ async def test_lock_out_after_repeated_failures(api: Api, staff: Staff, mailbox:
     locked = await login(api, USERNAME, STRONG_PASSWORD)
     assert locked["sessionToken"] is None
     assert [e["code"] for e in locked["userErrors"]] == ["INVALID_CREDENTIALS"]
-    assert await AuditEvent.filter(action="login.locked_out", patient_id=int(pid)).count() == 1
+    assert await AuditEvent.filter(action="login.locked_out", patient_id=pk(pid)).count() == 1
 
     # until lockout_minutes have passed
     almost = utcnow() + timedelta(minutes=api.settings.lockout_minutes - 1)

@@ -8,7 +8,15 @@ from typing import Any
 
 from models import Patient as PatientModel
 from tests.conftest import Api, Staff
-from tests.helpers import CREATE_PATIENT, PATIENT, chart, create_patient, enabled_patient, invite
+from tests.helpers import (
+    CREATE_PATIENT,
+    PATIENT,
+    chart,
+    create_patient,
+    enabled_patient,
+    invite,
+    pk,
+)
 
 UPDATE = """
 mutation($input: UpdatePatientInput!) {
@@ -63,7 +71,7 @@ async def test_create_patient_stores_the_chart(api: Api, staff: Staff) -> None:
     assert patient["emailSharedWith"] == 0
     assert patient["account"] is None
     assert patient["lastInvitation"] is None
-    row = await PatientModel.get(id=int(pid))
+    row = await PatientModel.get(id=pk(pid))
     assert row.practice_id == staff.practice_id
     assert row.email_key == "avery.quinn7@example.com"
 
@@ -92,7 +100,7 @@ async def test_create_patient_chart_status_defaults_to_active(api: Api, staff: S
     del values["chartStatus"]
     payload = await create(api, staff.token, values)
     assert payload["userErrors"] == []
-    patient = await PatientModel.get(id=int(payload["patient"]["id"]))
+    patient = await PatientModel.get(id=pk(payload["patient"]["id"]))
     assert patient.chart_status == "ACTIVE"
 
 
@@ -199,6 +207,24 @@ async def test_create_patient_duplicate_chart_number_under_a_race(api: Api, staf
     assert await PatientModel.filter(chart_number="CH00001").count() == 1
 
 
+async def test_chart_numbers_are_unique_ignoring_case(api: Api, staff: Staff) -> None:
+    # given DUP-x in the practice
+    await create_patient(api, staff.token, n=1, chartNumber="DUP-x")
+    # when staff create dup-x, or rename another chart to Dup-X
+    created = await create(api, staff.token, chart(2, chartNumber="dup-x"))
+    other = await create_patient(api, staff.token, n=3)
+    renamed = await api.gql(UPDATE, {"input": {"id": other, "chartNumber": "Dup-X"}}, staff.token)
+    # then both are refused and nothing changed
+    assert codes(created) == [("DUPLICATE_CHART_NUMBER", ["chartNumber"])]
+    assert codes(renamed["data"]["updatePatient"]) == [("DUPLICATE_CHART_NUMBER", ["chartNumber"])]
+    numbers = {p.chart_number for p in await PatientModel.filter(practice_id=staff.practice_id)}
+    assert numbers == {"DUP-x", "CH00003"}
+    # and a chart may change the case of its own number
+    pid = await create_patient(api, staff.token, n=4, chartNumber="abc-4")
+    own = await api.gql(UPDATE, {"input": {"id": pid, "chartNumber": "ABC-4"}}, staff.token)
+    assert own["data"]["updatePatient"]["userErrors"] == []
+
+
 # --- updatePatient ---------------------------------------------------------------------
 
 
@@ -227,7 +253,7 @@ async def test_update_patient_changes_only_given_fields(api: Api, staff: Staff) 
         "portalEnabled": False,
         "portalStatus": "DISABLED",
     }
-    row = await PatientModel.get(id=int(pid))
+    row = await PatientModel.get(id=pk(pid))
     assert row.last_name_key == "rivera"
 
 
@@ -269,7 +295,7 @@ BAD_UPDATES: list[tuple[str, Any]] = [
 async def test_update_patient_refuses_each_bad_field(api: Api, staff: Staff) -> None:
     # given a chart
     pid = await create_patient(api, staff.token, n=1)
-    before = await PatientModel.get(id=int(pid)).values()
+    before = await PatientModel.get(id=pk(pid)).values()
 
     for field, value in BAD_UPDATES:
         # when staff send one bad field (alongside a good one)
@@ -278,7 +304,7 @@ async def test_update_patient_refuses_each_bad_field(api: Api, staff: Staff) -> 
         # then exactly that field is refused and nothing changes, not even the good field
         assert payload["patient"] is None, (field, value)
         assert codes(payload) == [("INVALID_INPUT", [field])], (field, value)
-        assert await PatientModel.get(id=int(pid)).values() == before
+        assert await PatientModel.get(id=pk(pid)).values() == before
 
 
 async def test_update_patient_refuses_a_taken_chart_number(api: Api, staff: Staff) -> None:
@@ -287,7 +313,7 @@ async def test_update_patient_refuses_a_taken_chart_number(api: Api, staff: Staf
     payload = await update(api, staff.token, {"id": second, "chartNumber": "CH00001"})
     assert payload["patient"] is None
     assert codes(payload) == [("DUPLICATE_CHART_NUMBER", ["chartNumber"])]
-    assert (await PatientModel.get(id=int(second))).chart_number == "CH00002"
+    assert (await PatientModel.get(id=pk(second))).chart_number == "CH00002"
 
 
 async def test_update_patient_duplicate_chart_number_under_a_race(api: Api, staff: Staff) -> None:
@@ -341,7 +367,7 @@ async def test_update_patient_email_change_revokes_outstanding_links(
     after = (await api.gql(PATIENT, {"id": pid}, staff.token))["data"]["patient"]
     assert after["lastInvitation"]["revokedAt"] is not None
     assert after["lastInvitation"]["sentTo"] == "avery.quinn1@example.com"
-    row = await PatientModel.get(id=int(pid))
+    row = await PatientModel.get(id=pk(pid))
     assert row.email_changed_at is not None
 
 

@@ -9,7 +9,7 @@ import pytest
 from models import AuditEvent, LinkToken, PatientSession
 from models import Patient as PatientModel
 from tests.conftest import Api, Staff
-from tests.helpers import LOGIN, PATIENT, create_patient, enabled_patient, invite
+from tests.helpers import LOGIN, PATIENT, create_patient, enabled_patient, invite, pk
 
 ENABLE = """
 mutation($ids: [ID!]!) {
@@ -118,7 +118,7 @@ async def test_enable_portal_not_found_rows_do_not_fail_the_batch(
         assert payload["results"][i]["patient"] is None
     assert payload["results"][1]["patient"]["portalEnabled"] is True
     # and the other practice's patient is untouched
-    assert (await PatientModel.get(id=int(theirs))).portal_enabled is False
+    assert (await PatientModel.get(id=pk(theirs))).portal_enabled is False
 
 
 @pytest.mark.parametrize("status", ["INACTIVE", "DECEASED"])
@@ -139,7 +139,7 @@ async def test_enable_portal_refuses_inactive_charts(api: Api, staff: Staff, sta
         "portalEnabled": False,
         "portalStatus": "DISABLED",
     }
-    assert (await PatientModel.get(id=int(inactive))).portal_enabled is False
+    assert (await PatientModel.get(id=pk(inactive))).portal_enabled is False
     assert await PatientModel.filter(portal_enabled=True).count() == 2
 
 
@@ -155,7 +155,7 @@ async def test_enable_portal_too_many_ids_changes_nothing(api: Api, staff: Staff
     assert payload["results"] == []
     assert [e["code"] for e in payload["userErrors"]] == ["INVALID_INPUT"]
     assert payload["userErrors"][0]["field"] == ["patientIds"]
-    assert (await PatientModel.get(id=int(pid))).portal_enabled is False
+    assert (await PatientModel.get(id=pk(pid))).portal_enabled is False
     assert await AuditEvent.all().count() == 1  # patient.created only
 
 
@@ -164,7 +164,7 @@ async def test_enable_portal_at_the_limit_is_accepted(api: Api, staff: Staff) ->
     payload = await enable(api, staff.token, [pid] * MAX_IDS)
     assert payload["userErrors"] == []
     assert row_codes(payload) == [[]] * MAX_IDS
-    assert (await PatientModel.get(id=int(pid))).portal_enabled is True
+    assert (await PatientModel.get(id=pk(pid))).portal_enabled is True
 
 
 async def test_enable_portal_empty_list_is_empty_result(api: Api, staff: Staff) -> None:
@@ -197,12 +197,12 @@ async def test_disable_portal_disables_and_reports_each_row(
     assert (
         await PatientModel.filter(practice_id=staff.practice_id, portal_enabled=True).count() == 0
     )
-    assert (await PatientModel.get(id=int(theirs))).portal_enabled is True
+    assert (await PatientModel.get(id=pk(theirs))).portal_enabled is True
 
 
 async def test_disable_portal_of_inactive_chart_is_allowed(api: Api, staff: Staff) -> None:
     pid = await enabled_patient(api, staff.token, n=1)
-    await PatientModel.filter(id=int(pid)).update(chart_status="INACTIVE")
+    await PatientModel.filter(id=pk(pid)).update(chart_status="INACTIVE")
     payload = await disable(api, staff.token, [pid])
     assert row_codes(payload) == [[]]
     assert payload["results"][0]["patient"]["portalEnabled"] is False
@@ -214,7 +214,7 @@ async def test_disable_portal_too_many_ids_changes_nothing(api: Api, staff: Staf
     payload = await disable(api, staff.token, ids)
     assert payload["results"] == []
     assert [e["code"] for e in payload["userErrors"]] == ["INVALID_INPUT"]
-    assert (await PatientModel.get(id=int(pid))).portal_enabled is True
+    assert (await PatientModel.get(id=pk(pid))).portal_enabled is True
     assert await AuditEvent.filter(action="portal.disabled").count() == 0
 
 
@@ -228,7 +228,7 @@ async def test_disable_portal_revokes_links(api: Api, staff: Staff) -> None:
 
     # then the link is revoked; enabling again does not revive it
     assert row_codes(payload) == [[]]
-    link = await LinkToken.get(patient_id=int(pid))
+    link = await LinkToken.get(patient_id=pk(pid))
     assert link.revoked_at is not None
     assert link.revoke_reason == "portal_disabled"
     assert row_codes(await enable(api, staff.token, [pid])) == [[]]

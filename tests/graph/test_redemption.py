@@ -19,6 +19,7 @@ from tests.helpers import (
     STRONG_PASSWORD,
     enabled_patient,
     invite,
+    pk,
 )
 
 EMAIL = "avery.quinn1@example.com"
@@ -356,7 +357,7 @@ async def test_twenty_concurrent_redemptions_exactly_one_succeeds(
     assert len(winners) == 1
     assert len(losers) == 19
     assert all(r == failed("TOKEN_USED", "token") for r in losers)
-    [account] = await PortalAccount.filter(patient_id=int(pid))
+    [account] = await PortalAccount.filter(patient_id=pk(pid))
     assert account.username == winners[0]["account"]["username"]
     winner = int(account.username.removeprefix("racer"))
     login = await api.gql(LOGIN, {"u": account.username, "p": f"{STRONG_PASSWORD}-{winner}"})

@@ -14,7 +14,7 @@ import time_machine
 from core.clock import utcnow
 from models import AuditEvent, LinkToken
 from tests.conftest import Api, Mailbox, Staff, body_text, token_from
-from tests.helpers import create_patient, enabled_patient
+from tests.helpers import create_patient, enabled_patient, pk
 
 SELF_RESET = """
 mutation($input: IdentityInput!) {
@@ -277,7 +277,7 @@ async def test_self_reset_mails_a_set_up_link(api: Api, staff: Staff, mailbox: M
     # a self-service link lives one hour
     expires = datetime.fromisoformat(info["expiresAt"])
     assert timedelta(minutes=59) < expires - utcnow() <= timedelta(hours=1)
-    link = await LinkToken.get(patient_id=int(pid))
+    link = await LinkToken.get(patient_id=pk(pid))
     assert link.purpose.value == "self_service"
     assert link.sent_to == EMAIL
 

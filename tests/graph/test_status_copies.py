@@ -13,7 +13,7 @@ import time_machine
 from core.clock import utcnow
 from tests.conftest import Api, Mailbox, Staff, token_from
 from tests.graph.test_onboarding_list import ONBOARDING, charts_of
-from tests.helpers import ENABLE, STRONG_PASSWORD, enabled_patient, invite
+from tests.helpers import ENABLE, STRONG_PASSWORD, enabled_patient, invite, pk
 from tests.security.support import (
     CHANGE_PASSWORD,
     DISABLE,
@@ -37,7 +37,7 @@ mutation($ids: [ID!]!) {
 async def reported(api: Api, staff: Staff) -> dict[int, str]:
     data = (await api.gql(ONBOARDING, {"first": 200}, staff.token))["data"]["onboarding"]
     counted = {c["status"]: c["count"] for c in data["statusCounts"]}
-    statuses = {int(e["node"]["id"]): e["node"]["portalStatus"] for e in data["edges"]}
+    statuses = {pk(e["node"]["id"]): e["node"]["portalStatus"] for e in data["edges"]}
     # the grouped counts read the same copies as the rows
     assert {s: n for s, n in counted.items() if n} == {
         s: list(statuses.values()).count(s) for s in set(statuses.values())
@@ -57,19 +57,19 @@ async def test_every_transition_keeps_the_copies_right(
 ) -> None:
     # a patient who redeemed a link, one with a staff-set password, one invited, one whose
     # mail bounced, one not invited yet
-    redeemed = int(await active_patient(api, staff.token, mailbox, n=1, username="patient1"))
-    staff_set = int(await enabled_patient(api, staff.token, n=2))
+    redeemed = pk(await active_patient(api, staff.token, mailbox, n=1, username="patient1"))
+    staff_set = pk(await enabled_patient(api, staff.token, n=2))
     result = await api.gql(
         SET_CREDENTIALS, {"pid": str(staff_set), "u": "patient2", "p": STAFF_PASSWORD}, staff.token
     )
     assert result["data"]["setCredentials"]["userErrors"] == []
     pid3, _ = await invited(api, staff.token, mailbox, n=3)
-    bounced = int(await enabled_patient(api, staff.token, n=4))
+    bounced = pk(await enabled_patient(api, staff.token, n=4))
     mailbox.refuse["avery.quinn4@example.com"] = "550 5.1.1 no such user"
     assert (await invite(api, staff.token, str(bounced)))["userErrors"] == []
     await api.deliver()
-    fresh = int(await enabled_patient(api, staff.token, n=5))
-    outstanding = int(pid3)
+    fresh = pk(await enabled_patient(api, staff.token, n=5))
+    outstanding = pk(pid3)
     await assert_copies_agree(
         api,
         staff,
@@ -131,7 +131,7 @@ async def test_concurrent_writes_to_one_patient_neither_deadlock_nor_drift(
     to the scheduler, so it does not prove the lock order (onboarding.unit_of_work
     argues it); it catches drift and faults under a realistic race."""
     pid, token = await invited(api, staff.token, mailbox, n=1)
-    other = int(await enabled_patient(api, staff.token, n=2))
+    other = pk(await enabled_patient(api, staff.token, n=2))
     calls = [
         redeem(api, token, "racer1", STRONG_PASSWORD),
         api.gql(SEND_TWO, {"ids": [pid, str(other)]}, staff.token),

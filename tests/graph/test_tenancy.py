@@ -7,9 +7,20 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from graphql import (
+    GraphQLEnumType,
+    GraphQLInputObjectType,
+    GraphQLInterfaceType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    build_schema,
+    get_named_type,
+)
 from tortoise import connections
 
 from core.secrets import digest
+from graph.sdl import sdl
 from models import StaffUser
 from tests.conftest import TABLES, Api, Mailbox, Staff
 from tests.helpers import LOGIN, PATIENT, STRONG_PASSWORD, create_patient, enabled_patient, invite
@@ -160,7 +171,7 @@ async def test_onboarding_never_lists_or_counts_another_practice(
     assert {e["node"]["id"] for e in conn["edges"]} == set(theirs.values())
 
 
-async def test_a_cursor_of_another_practice_yields_nothing(
+async def test_a_cursor_of_another_practice_is_refused(
     api: Api, staff: Staff, other_staff: Staff, theirs: dict[str, str], ours: str
 ) -> None:
     first = await api.gql(
@@ -168,10 +179,10 @@ async def test_a_cursor_of_another_practice_yields_nothing(
     )
     cursor = first["data"]["onboarding"]["pageInfo"]["endCursor"]
     result = await api.gql(ONBOARDING, {"after": cursor}, other_staff.token)
-    # the cursor names no row of practice B: an empty page, and nothing of practice A
-    assert "errors" not in result, result
-    assert result["data"]["onboarding"]["edges"] == []
-    assert result["data"]["onboarding"]["totalCount"] == 1  # B's own patient, unfiltered
+    # sealed for practice A, the cursor does not open for practice B (SPEC 8.3): a typed
+    # error, and nothing of practice A
+    assert result["data"] is None
+    assert result["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
 
 
 async def test_username_available_with_another_practices_patient(
@@ -333,29 +344,68 @@ async def test_the_same_chart_number_and_idempotency_key_in_two_practices(
 
 # --- authentication ------------------------------------------------------------------------------
 
-STAFF_OPERATIONS: list[tuple[str, dict[str, Any]]] = [
-    (PATIENT, {"id": "1"}),
-    (ONBOARDING, {}),
-    ("query { onboarding { statusCounts { status count } } }", {}),
-    (USERNAME_AVAILABLE, {"u": "free.name"}),
-    (AUDIT, {}),
-    (UPDATE, {"input": {"id": "1", "firstName": "Mallory"}}),
-    (ENABLE, {"input": {"patientIds": ["1", "2"]}}),
-    (DISABLE, {"ids": ["1"]}),
-    (SEND, {"input": {"patientIds": ["1"]}}),
-    (SET_CREDENTIALS, {"input": {"patientId": "1", "username": "mallory"}}),
-    (
-        CREATE,
-        {
-            "input": {
-                "chartNumber": "X1",
-                "firstName": "Mallory",
-                "lastName": "M",
-                "dateOfBirth": "1990-01-01",
-            }
-        },
-    ),
-]
+def _sample(type_: Any) -> Any:
+    """A valid value of an input type, so the request reaches the permission check."""
+    if isinstance(type_, GraphQLNonNull):
+        return _sample(type_.of_type)
+    if isinstance(type_, GraphQLList):
+        return [_sample(type_.of_type)]
+    if isinstance(type_, GraphQLEnumType):
+        return next(iter(type_.values))
+    if isinstance(type_, GraphQLInputObjectType):
+        return {
+            name: _sample(f.type)
+            for name, f in type_.fields.items()
+            if isinstance(f.type, GraphQLNonNull)
+        }
+    return {"ID": "1", "String": "x", "Int": 1, "Boolean": False, "Date": "1990-01-01"}.get(
+        type_.name, "x"
+    )
+
+
+def _selection(type_: Any) -> str:
+    named = get_named_type(type_)
+    return " { __typename }" if isinstance(named, (GraphQLObjectType, GraphQLInterfaceType)) else ""
+
+
+def staff_operations_from_schema() -> list[tuple[str, dict[str, Any]]]:
+    """Every root field schema.graphql marks @staffOnly, as a request with valid
+    arguments: the list follows the schema, so a new staff field is covered at once."""
+    schema = build_schema(sdl())
+    operations = []
+    for kind, root in (("query", schema.query_type), ("mutation", schema.mutation_type)):
+        assert root is not None
+        for name, field in root.fields.items():
+            node = field.ast_node
+            directives = [d.name.value for d in (node.directives or ())] if node else []
+            if "staffOnly" not in directives:
+                continue
+            required = {a: arg for a, arg in field.args.items() if isinstance(arg.type, GraphQLNonNull)}
+            params = ", ".join(f"${a}: {arg.type}" for a, arg in required.items())
+            args = ", ".join(f"{a}: ${a}" for a in required)
+            document = (
+                f"{kind}{f'({params})' if params else ''} "
+                f"{{ {name}{f'({args})' if args else ''}{_selection(field.type)} }}"
+            )
+            operations.append((document, {a: _sample(arg.type) for a, arg in required.items()}))
+    return operations
+
+
+STAFF_OPERATIONS = staff_operations_from_schema()
+# What may run without a staff token: the patient app's and the login screen's fields.
+PUBLIC_FIELDS = {
+    "tokenInfo", "requestSelfReset", "requestUsernameReminder", "redeemToken", "login",
+    "changePassword", "logout",
+}
+
+
+def test_every_root_field_is_either_staff_only_or_deliberately_public() -> None:
+    schema = build_schema(sdl())
+    staff = {op.split("{ ", 1)[1].split("(")[0].split(" ")[0] for op, _ in STAFF_OPERATIONS}
+    roots = set(schema.query_type.fields) | set(schema.mutation_type.fields)  # type: ignore[union-attr]
+    assert roots - staff == PUBLIC_FIELDS
+    # the staff fields the Onboarding Tool is built on are among them
+    assert {"patient", "onboarding", "node", "nodes", "sendInvitation", "setCredentials"} <= staff
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from mail.transports import FileTransport, Outcome, Outgoing
 from models import LinkToken, OutboxMessage, OutboxStatus, Patient
 from onboarding.delivery import record_delivery_outcome
 from tests.conftest import Api, Mailbox, Staff, body_text, free_port, token_from
-from tests.helpers import PATIENT, enabled_patient, invite
+from tests.helpers import PATIENT, enabled_patient, invite, pk
 
 EMAIL = "avery.quinn1@example.com"
 
@@ -198,7 +198,7 @@ async def test_permanent_failure_revokes_the_link(api: Api, staff: Staff, mailbo
     # given the address does not exist
     mailbox.refuse[EMAIL] = "550 5.1.1 no such user"
     pid = await invited(api, staff)
-    link = await LinkToken.get(patient_id=int(pid))
+    link = await LinkToken.get(patient_id=pk(pid))
 
     # when the dispatcher runs
     await api.deliver()

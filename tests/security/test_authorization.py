@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.conftest import Api, Mailbox, Staff
-from tests.helpers import ENABLE, PATIENT, SEND, STRONG_PASSWORD, enabled_patient
+from tests.helpers import ENABLE, PATIENT, SEND, STRONG_PASSWORD, enabled_patient, pk
 from tests.security.support import (
     AUDIT,
     DISABLE,
@@ -74,7 +74,7 @@ async def test_business_layer_enforces_tenancy_without_graphql(
     from onboarding.patients import ChartInput, update_patient
     from onboarding.portal import disable_portal
 
-    pid = int(await enabled_patient(api, staff.token))
+    pid = pk(await enabled_patient(api, staff.token))
     intruder = Actor(ActorType.STAFF, other_staff.staff_id, other_staff.practice_id, "192.0.2.1", "r1")
     [row] = await disable_portal(intruder, [str(pid)])
     assert [p.code.value for p in row.problems] == ["NOT_FOUND"]

@@ -20,7 +20,7 @@ from onboarding.actor import Actor
 from onboarding.admin import create_staff
 from onboarding.audit import record
 from tests.conftest import Api, Mailbox, Staff, token_from
-from tests.helpers import ENABLE, STRONG_PASSWORD, create_patient, invite
+from tests.helpers import ENABLE, STRONG_PASSWORD, create_patient, invite, pk
 from tests.security.support import (
     AUDIT,
     CHANGE_PASSWORD,
@@ -117,7 +117,7 @@ async def test_audit_records_who_what_when_where(
     staff_rows = [r for r in rows if r["actor_type"] == "STAFF"]
     assert all(r["practice_id"] == staff.practice_id and r["actor_id"] == staff.staff_id for r in staff_rows)
     [update] = [r for r in rows if r["action"] == "patient.updated"]
-    assert update["request_id"] == request_id and str(update["patient_id"]) == pid
+    assert update["request_id"] == request_id and update["patient_id"] == pk(pid)
     reuse = [r for r in rows if r["action"] == "link.redeem_refused"]
     assert any("TOKEN_USED" in json.dumps(r["detail"], default=str) for r in reuse)
     failures = [r for r in rows if r["action"] == "login.failed"]
