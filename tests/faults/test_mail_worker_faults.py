@@ -63,6 +63,9 @@ async def test_workers_heal_after_their_database_backends_are_terminated(
         workers = [Worker(env, tmp_path / f"w{i}.log") for i in range(3)]
         terminations = 0
         try:
+            # once the workers are up and sending (a fault during start-up is a failed
+            # start: the worker exits non-zero and its supervisor starts it again)
+            assert await wait_for(lambda: _at_least(smtp, 30), 120, step=0.05)
             # when backends are terminated at random moments while mail flows
             rng = random.Random(12)
             deadline = time.monotonic() + 120
