@@ -8,6 +8,7 @@ import contextlib
 import gc
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from graph.services import Services
 from mail import outbox
 from mail.transports import Transport
 from models.database import connect, disconnect, migrate
+from onboarding import events
 from onboarding.reminders import send_due_reminders
 
 REMINDER_INTERVAL_SECONDS = 60
@@ -75,6 +77,7 @@ def create_app(
 ) -> Starlette:
     """``manage_database=False`` lets tests own the Tortoise connection in their loop."""
     configure_logging(settings)
+    events.configure(timedelta(days=settings.temporary_password_ttl_days))
     services = Services.build(settings, transport)
     graphql_app = PortalGraphQL(
         build_schema(settings),
