@@ -117,28 +117,35 @@ def demo(patients: Annotated[int, typer.Option(help="How many patients")] = 300)
 def mail_worker(
     once: Annotated[bool, typer.Option(help="Send what is due, then exit")] = False,
 ) -> None:
-    """Run the outbox dispatcher and the reminder job on their own (production runs
-    several, with PORTAL_MAIL_DISPATCH_IN_SERVER=false)."""
+    """Run the outbox dispatcher, the webhook delivery loop and the reminder job on
+    their own (production runs several, with PORTAL_MAIL_DISPATCH_IN_SERVER=false)."""
     from core.background import every
     from core.logging import configure_logging
     from mail.dispatcher import Dispatcher
     from onboarding.delivery import record_delivery_outcome
+    from onboarding.events import configure as configure_events
     from onboarding.reminders import send_due_reminders
+    from onboarding.webhook_worker import WebhookWorker
 
     async def work(settings: Settings) -> None:
         configure_logging(settings)
+        configure_events(settings)
         dispatcher = Dispatcher(settings, on_outcome=record_delivery_outcome)
+        webhooks = WebhookWorker(settings)
         if once:
             reminded = await send_due_reminders(settings)
             stats = await dispatcher.drain()
+            attempted = await webhooks.drain()
+            await webhooks.close()
             typer.echo(
                 f"sent {stats.sent}, retried {stats.retried}, failed {stats.failed},"
-                f" reminders {reminded}"
+                f" reminders {reminded}, webhook attempts {attempted}"
             )
             return
         stop = asyncio.Event()
         await asyncio.gather(
             dispatcher.run_forever(stop),
+            webhooks.run_forever(stop),
             every(60, lambda: send_due_reminders(settings), stop, "reminders"),
         )
 

@@ -43,6 +43,21 @@ class Settings(BaseSettings):
     # SMTP connections a dispatcher uses at once, each carrying part of a batch.
     mail_connections: int = Field(default=4, ge=1, le=32)
 
+    # Webhooks (SPEC 8.8). Only https endpoints whose addresses are all public, unless
+    # this allows http and private/loopback addresses (tests, development).
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # First retry after about this long, doubling (with jitter) up to an hour.
+    webhook_retry_base_seconds: float = Field(default=30.0, gt=0)
+    # A delivery failing this long disables its endpoint (the reason is shown to staff).
+    webhook_retry_hours: float = Field(default=24.0, gt=0)
+    # A worker's claim on a delivery; a crashed worker's rows come back after it.
+    webhook_lease_seconds: float = Field(default=60.0, gt=0)
+    # After rotateWebhookSecret the old secret keeps signing this long.
+    webhook_secret_overlap_hours: float = Field(default=24.0, ge=0)
+    # Requests one worker has in flight at once (each to a different patient's head).
+    webhook_concurrency: int = Field(default=16, ge=1, le=256)
+
     link_base_url: str = "http://localhost:8000/portal/activate"
     redis_url: str | None = None
 

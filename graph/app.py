@@ -8,7 +8,6 @@ import contextlib
 import gc
 import json
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +76,7 @@ def create_app(
 ) -> Starlette:
     """``manage_database=False`` lets tests own the Tortoise connection in their loop."""
     configure_logging(settings)
-    events.configure(timedelta(days=settings.temporary_password_ttl_days))
+    events.configure(settings)
     services = Services.build(settings, transport)
     graphql_app = PortalGraphQL(
         build_schema(settings),
@@ -102,6 +101,9 @@ def create_app(
             # The unit of work announces committed mail; the dispatcher leaves at once.
             outbox.subscribe(services.dispatcher.notify)
             loops.append(asyncio.create_task(services.dispatcher.run_forever(stop)))
+            # Webhooks go out from the same processes as mail (SPEC 8.8).
+            events.subscribe(services.webhooks.notify)
+            loops.append(asyncio.create_task(services.webhooks.run_forever(stop)))
             loops.append(
                 asyncio.create_task(
                     every(
@@ -117,6 +119,7 @@ def create_app(
         finally:
             stop.set()
             outbox.unsubscribe(services.dispatcher.notify)
+            events.unsubscribe(services.webhooks.notify)
             await asyncio.gather(*loops)
             await services.background.drain()
             services.hasher.close()

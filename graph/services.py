@@ -11,6 +11,7 @@ from core.settings import Settings
 from mail.dispatcher import Dispatcher
 from mail.transports import Transport
 from onboarding.delivery import record_delivery_outcome
+from onboarding.webhook_worker import WebhookWorker
 
 
 @dataclass
@@ -19,6 +20,7 @@ class Services:
     hasher: Hasher
     limiter: RateLimiter
     dispatcher: Dispatcher
+    webhooks: WebhookWorker
     background: Background = field(default_factory=Background)
 
     @classmethod
@@ -28,4 +30,5 @@ class Services:
             hasher=Hasher(concurrency=settings.hash_concurrency, nice=settings.hash_nice),
             limiter=RateLimiter(settings),
             dispatcher=Dispatcher(settings, transport, on_outcome=record_delivery_outcome),
+            webhooks=WebhookWorker(settings),
         )

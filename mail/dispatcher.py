@@ -149,7 +149,10 @@ class Dispatcher:
         stats.sent = len(sent)
         failed: list[tuple[OutboxMessage, int, str | None]] = []
         async with in_transaction():
-            for row in sent:
+            # In patient id order: the callback locks each patient (to write the EMR's
+            # invitation.delivered event), and every transaction locks patients in id
+            # order, so this one cannot deadlock with a bulk change.
+            for row in sorted(sent, key=lambda r: (r.patient_id or 0, r.id)):
                 await self._report(row, DeliveryOutcome.DELIVERED, None)
             if sent:
                 # The variables may hold a one-time link: once the message has left

@@ -25,6 +25,7 @@ from typing import Any
 from tortoise import connections
 
 from core.clock import utcnow
+from core.settings import Settings
 from models import WebhookEndpoint
 from models.bulk import id_list, id_list_value
 from onboarding.sql import Params
@@ -78,9 +79,9 @@ EVENT_OF_AUDIT_ACTION = {
 _temporary_password_ttl = timedelta(days=7)
 
 
-def configure(temporary_password_ttl: timedelta) -> None:
+def configure(settings: Settings) -> None:
     global _temporary_password_ttl
-    _temporary_password_ttl = temporary_password_ttl
+    _temporary_password_ttl = timedelta(days=settings.temporary_password_ttl_days)
 
 
 async def _endpoints_for(practice_id: int, event_type: str) -> list[int]:
