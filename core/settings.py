@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     # Requests one worker has in flight at once (each to a different patient's head).
     webhook_concurrency: int = Field(default=16, ge=1, le=256)
 
+    # Events a live-list subscriber may have waiting; a client that falls this far
+    # behind is disconnected (close code 4008) instead of slowing anyone (SPEC 8.9).
+    # The default holds one bulk action of PORTAL_MAX_BULK_IDS patients.
+    live_buffer: int = Field(default=10_000, ge=1, le=100_000)
+
     link_base_url: str = "http://localhost:8000/portal/activate"
     redis_url: str | None = None
 

@@ -15,13 +15,15 @@ import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.types.unset import UNSET, UnsetType
 
 from core.background import every
 from core.logging import configure_logging
 from core.settings import Settings
-from graph.context import Context, authenticate, client_address
+from graph.context import Context, authenticate, authenticate_header, client_address
 from graph.middleware import PortalMiddleware
 from graph.schema import build_schema
 from graph.services import Services
@@ -63,6 +65,17 @@ class PortalGraphQL(GraphQL[Context, None]):
             request_id=request.scope.get("state", {}).get("request_id", ""),
         )
 
+    async def on_ws_connect(self, context: Context) -> UnsetType:
+        """A subscription's staff token comes in connection_init (browsers cannot set
+        headers on a WebSocket); anything but an active staff token is refused (4403)."""
+        params = context.connection_params or {}
+        header = params.get("Authorization") or params.get("authorization") or ""
+        staff, _ = await authenticate_header(header if isinstance(header, str) else "")
+        if staff is None:
+            raise ConnectionRejectionError()
+        context.staff = staff
+        return UNSET
+
 
 ACTIVATE_PAGE = Path(__file__).with_name("static") / "activate.html"
 
@@ -97,6 +110,7 @@ def create_app(
         gc.freeze()
         stop = asyncio.Event()
         loops = []
+        await services.live.start(settings.database_url)
         if settings.mail_dispatch_in_server:
             # The unit of work announces committed mail; the dispatcher leaves at once.
             outbox.subscribe(services.dispatcher.notify)
@@ -121,6 +135,7 @@ def create_app(
             outbox.unsubscribe(services.dispatcher.notify)
             events.unsubscribe(services.webhooks.notify)
             await asyncio.gather(*loops)
+            await services.live.stop()
             await services.background.drain()
             services.hasher.close()
             if manage_database:
@@ -129,7 +144,12 @@ def create_app(
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    routes = [Route("/graphql", graphql_app), Route("/healthz", health)]
+    routes = [
+        Route("/graphql", graphql_app),
+        # The live list (SPEC 8.9): graphql-transport-ws on the same path.
+        WebSocketRoute("/graphql", graphql_app),
+        Route("/healthz", health),
+    ]
     if not settings.is_production:
         # A stand-in for the patient app's link page, so the embedded default works end
         # to end in a browser; production links point at the real patient app.

@@ -55,6 +55,8 @@ class Context:
     session: PatientSession | None
     client_addr: str | None
     request_id: str
+    # The graphql-transport-ws connection_init payload (a subscription's credentials).
+    connection_params: dict | None = None
 
     @property
     def settings(self):
@@ -101,7 +103,10 @@ class Context:
 
 
 async def authenticate(request: Request) -> tuple[StaffUser | None, PatientSession | None]:
-    header = request.headers.get("authorization", "")
+    return await authenticate_header(request.headers.get("authorization", ""))
+
+
+async def authenticate_header(header: str) -> tuple[StaffUser | None, PatientSession | None]:
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > 200:

@@ -22,6 +22,7 @@ from core.settings import Settings
 from graph.limits import OneCredentialOperation
 from graph.mutations import Mutation
 from graph.queries import Query
+from graph.subscriptions import Subscription
 
 
 def should_mask(error: GraphQLError) -> bool:
@@ -77,6 +78,7 @@ def build_schema(settings: Settings) -> Schema:
     return PortalSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         extensions=extensions,
         config=StrawberryConfig(disable_field_suggestions=settings.is_production),
     )

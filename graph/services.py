@@ -8,6 +8,7 @@ from core.background import Background
 from core.passwords import Hasher
 from core.ratelimit import RateLimiter
 from core.settings import Settings
+from graph.live import LiveHub
 from mail.dispatcher import Dispatcher
 from mail.transports import Transport
 from onboarding.delivery import record_delivery_outcome
@@ -21,6 +22,7 @@ class Services:
     limiter: RateLimiter
     dispatcher: Dispatcher
     webhooks: WebhookWorker
+    live: LiveHub
     background: Background = field(default_factory=Background)
 
     @classmethod
@@ -31,4 +33,5 @@ class Services:
             limiter=RateLimiter(settings),
             dispatcher=Dispatcher(settings, transport, on_outcome=record_delivery_outcome),
             webhooks=WebhookWorker(settings),
+            live=LiveHub(settings),
         )
