@@ -124,6 +124,7 @@ def mail_worker(
     from mail.dispatcher import Dispatcher
     from onboarding.delivery import record_delivery_outcome
     from onboarding.events import configure as configure_events
+    from onboarding.expiry import announce_expired_invitations
     from onboarding.reminders import send_due_reminders
     from onboarding.webhook_worker import WebhookWorker
 
@@ -134,6 +135,7 @@ def mail_worker(
         webhooks = WebhookWorker(settings)
         if once:
             reminded = await send_due_reminders(settings)
+            await announce_expired_invitations()
             stats = await dispatcher.drain()
             attempted = await webhooks.drain()
             await webhooks.close()
@@ -147,6 +149,7 @@ def mail_worker(
             dispatcher.run_forever(stop),
             webhooks.run_forever(stop),
             every(60, lambda: send_due_reminders(settings), stop, "reminders"),
+            every(60, announce_expired_invitations, stop, "expiry"),
         )
 
     _with_database(work)

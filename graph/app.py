@@ -31,6 +31,7 @@ from mail import outbox
 from mail.transports import Transport
 from models.database import connect, disconnect, migrate
 from onboarding import events
+from onboarding.expiry import announce_expired_invitations
 from onboarding.reminders import send_due_reminders
 
 REMINDER_INTERVAL_SECONDS = 60
@@ -126,6 +127,11 @@ def create_app(
                         stop,
                         "reminders",
                     )
+                )
+            )
+            loops.append(
+                asyncio.create_task(
+                    every(REMINDER_INTERVAL_SECONDS, announce_expired_invitations, stop, "expiry")
                 )
             )
         try:

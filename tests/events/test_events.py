@@ -3,6 +3,7 @@ after the change, and never a secret."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -69,3 +70,26 @@ async def test_a_refused_change_writes_no_event(
     await api.gql(SEND, {"ids": [pid]}, staff.token)
     # then nothing happened, so nothing is an event
     assert await PortalEvent.all().count() == 0
+
+
+async def test_an_expired_invitation_is_an_event_once(api: Api, staff: Staff) -> None:
+    import time_machine
+
+    from core.clock import utcnow
+    from onboarding.expiry import announce_expired_invitations
+
+    # given an invited patient whose link then expires unused
+    pid = await enabled_patient(api, staff.token)
+    await api.gql(SEND, {"ids": [pid]}, staff.token)
+    assert await announce_expired_invitations() == 0
+    later = utcnow() + api.settings.staff_link_ttl + timedelta(minutes=1)
+    with time_machine.travel(later, tick=False):
+        # when the job runs, twice (as several workers would)
+        assert await announce_expired_invitations() == 1
+        assert await announce_expired_invitations() == 0
+    # then there is one invitation.expired event, with the status it leads to
+    rows = await PortalEvent.filter(patient_id=int(pid)).order_by("seq")
+    assert [(r.type, r.portal_status) for r in rows][-1] == (
+        "invitation.expired", "INVITATION_EXPIRED"
+    )
+    assert [r.type for r in rows].count("invitation.expired") == 1
