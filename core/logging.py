@@ -49,3 +49,7 @@ def configure_logging(settings: Settings) -> None:
     # Never below INFO: the database client logs bound parameters at DEBUG.
     for name in ("tortoise", "tortoise.db_client", "aiosqlite", "asyncpg"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # httpx logs every webhook request's full URL at INFO, and a receiver's URL may
+    # carry its own key; the delivery log (webhookDeliveries) is the record instead.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
