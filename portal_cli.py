@@ -336,26 +336,31 @@ def demo(
 def mail_worker(
     once: Annotated[bool, typer.Option(help="Send what is due, then exit")] = False,
 ) -> None:
-    """Send queued mail and reminders (the outbox dispatcher).
+    """Run the outbox dispatcher, the webhook delivery loop and the reminder job on
+    their own (production runs several, with PORTAL_MAIL_DISPATCH_IN_SERVER=false).
 
-    Production runs several, with PORTAL_MAIL_DISPATCH_IN_SERVER=false. SIGTERM finishes
-    the message in hand and hands the rest back; repeated database failures exit with
-    status 3 so a supervisor restarts the worker."""
+    SIGTERM finishes the message in hand and hands the rest back; repeated database
+    failures exit with status 3 so a supervisor restarts the worker."""
     import signal
 
     from core.background import every
     from core.logging import configure_logging
     from mail.dispatcher import Dispatcher, DispatcherBroken
     from onboarding.delivery import record_delivery_outcome
+    from onboarding.events import configure as configure_events
+    from onboarding.expiry import announce_expired_invitations
     from onboarding.reminders import send_due_reminders
+    from onboarding.webhook_worker import WebhookWorker
 
     async def work(settings: Settings) -> None:
         configure_logging(settings)
+        configure_events(settings)
         dispatcher = Dispatcher(
             settings,
             on_outcome=record_delivery_outcome,
             max_failures=settings.mail_worker_max_db_failures,
         )
+        webhooks = WebhookWorker(settings)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -363,15 +368,20 @@ def mail_worker(
         if once:
             dispatcher.stopping = stop
             reminded = await send_due_reminders(settings)
+            await announce_expired_invitations()
             stats = await dispatcher.drain()
+            attempted = await webhooks.drain()
+            await webhooks.close()
             typer.echo(
                 f"sent {stats.sent}, retried {stats.retried}, failed {stats.failed},"
-                f" reminders {reminded}"
+                f" reminders {reminded}, webhook attempts {attempted}"
             )
             return
         await asyncio.gather(
             dispatcher.run_forever(stop),
+            webhooks.run_forever(stop),
             every(60, lambda: send_due_reminders(settings), stop, "reminders"),
+            every(60, announce_expired_invitations, stop, "expiry"),
         )
 
     try:

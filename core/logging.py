@@ -79,3 +79,7 @@ def configure_logging(settings: Settings) -> None:
     # httpx logs whole URLs (query strings) at INFO.
     for name in ("tortoise", "tortoise.db_client", "aiosqlite", "asyncpg", "httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # httpx logs every webhook request's full URL at INFO, and a receiver's URL may
+    # carry its own key; the delivery log (webhookDeliveries) is the record instead.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)

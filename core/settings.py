@@ -55,6 +55,25 @@ class Settings(BaseSettings):
     # /readyz reports "not ready" when a pending message is this far past its due time
     # (no dispatcher is working the outbox).
     ready_outbox_max_lag_seconds: float = Field(default=600.0, gt=0)
+    # Webhooks (SPEC 8.8). Only https endpoints whose addresses are all public, unless
+    # this allows http and private/loopback addresses (tests, development).
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # First retry after about this long, doubling (with jitter) up to an hour.
+    webhook_retry_base_seconds: float = Field(default=30.0, gt=0)
+    # A delivery failing this long disables its endpoint (the reason is shown to staff).
+    webhook_retry_hours: float = Field(default=24.0, gt=0)
+    # A worker's claim on a delivery; a crashed worker's rows come back after it.
+    webhook_lease_seconds: float = Field(default=60.0, gt=0)
+    # After rotateWebhookSecret the old secret keeps signing this long.
+    webhook_secret_overlap_hours: float = Field(default=24.0, ge=0)
+    # Requests one worker has in flight at once (each to a different patient's head).
+    webhook_concurrency: int = Field(default=16, ge=1, le=256)
+
+    # Events a live-list subscriber may have waiting; a client that falls this far
+    # behind is disconnected (close code 4008) instead of slowing anyone (SPEC 8.9).
+    # The default holds one bulk action of PORTAL_MAX_BULK_IDS patients.
+    live_buffer: int = Field(default=10_000, ge=1, le=100_000)
 
     link_base_url: str = "http://localhost:8000/portal/activate"
     redis_url: str | None = None

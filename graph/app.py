@@ -18,16 +18,18 @@ from graphql import GraphQLError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLRequestData
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
+from strawberry.types.unset import UNSET, UnsetType
 
 from core.background import every
 from core.logging import configure_logging
 from core.settings import Settings
-from graph.context import Context, authenticate, client_address
+from graph.context import Context, authenticate, authenticate_header, client_address
 from graph.cors import StrictCORSMiddleware
 from graph.middleware import PortalMiddleware
 from graph.observability import healthz, metrics_endpoint, readyz
@@ -37,6 +39,8 @@ from graph.services import Services
 from mail import outbox
 from mail.transports import Transport
 from models.database import connect, disconnect, migrate
+from onboarding import events
+from onboarding.expiry import announce_expired_invitations
 from onboarding.reminders import send_due_reminders
 
 REMINDER_INTERVAL_SECONDS = 60
@@ -138,6 +142,18 @@ class PortalGraphQL(GraphQL[Context, None]):
             request_id=request.scope.get("state", {}).get("request_id", ""),
         )
 
+    async def on_ws_connect(self, context: Context) -> UnsetType:
+        """A subscription's staff token comes in connection_init (browsers cannot set
+        headers on a WebSocket); anything but an active staff token is refused (4403)."""
+        params = context.connection_params or {}
+        header = params.get("Authorization") or params.get("authorization") or ""
+        ttl = timedelta(days=self.services.settings.staff_token_ttl_days)
+        staff, _ = await authenticate_header(header if isinstance(header, str) else "", ttl)
+        if staff is None:
+            raise ConnectionRejectionError()
+        context.staff = staff
+        return UNSET
+
 
 ACTIVATE_PAGE = Path(__file__).with_name("static") / "activate.html"
 
@@ -163,6 +179,7 @@ def create_app(
         # A deliberate pilot: say once per start which production rule is relaxed.
         for rule in settings.unsafe_for_production():
             log.warning("insecure_default_allowed", rule=rule)
+    events.configure(settings)
     services = Services.build(settings, transport)
     graphql_app = PortalGraphQL(
         build_schema(settings),
@@ -186,10 +203,14 @@ def create_app(
         gc.freeze()
         stop = asyncio.Event()
         loops = []
+        await services.live.start(settings.database_url)
         if settings.mail_dispatch_in_server:
             # The unit of work announces committed mail; the dispatcher leaves at once.
             outbox.subscribe(services.dispatcher.notify)
             loops.append(asyncio.create_task(services.dispatcher.run_forever(stop)))
+            # Webhooks go out from the same processes as mail (SPEC 8.8).
+            events.subscribe(services.webhooks.notify)
+            loops.append(asyncio.create_task(services.webhooks.run_forever(stop)))
             loops.append(
                 asyncio.create_task(
                     every(
@@ -200,12 +221,19 @@ def create_app(
                     )
                 )
             )
+            loops.append(
+                asyncio.create_task(
+                    every(REMINDER_INTERVAL_SECONDS, announce_expired_invitations, stop, "expiry")
+                )
+            )
         try:
             yield
         finally:
             stop.set()
             outbox.unsubscribe(services.dispatcher.notify)
+            events.unsubscribe(services.webhooks.notify)
             await asyncio.gather(*loops)
+            await services.live.stop()
             await services.background.drain()
             services.hasher.close()
             services.limiter.close()
@@ -214,6 +242,8 @@ def create_app(
 
     routes = [
         Route("/graphql", graphql_app),
+        # The live list (SPEC 8.9): graphql-transport-ws on the same path.
+        WebSocketRoute("/graphql", graphql_app),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),

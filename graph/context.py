@@ -63,6 +63,8 @@ class Context:
     # Bulk inputs: the ids as the client sent them, per decoded id (graph.ids), so
     # results echo them as ``requestedId``.
     requested_ids: dict[str, deque[str]] = field(default_factory=dict)
+    # The graphql-transport-ws connection_init payload (a subscription's credentials).
+    connection_params: dict | None = None
 
     @property
     def settings(self):
@@ -120,7 +122,12 @@ class Context:
 async def authenticate(
     request: Request, staff_token_ttl: timedelta = timedelta(days=90)
 ) -> tuple[StaffUser | None, PatientSession | None]:
-    header = request.headers.get("authorization", "")
+    return await authenticate_header(request.headers.get("authorization", ""), staff_token_ttl)
+
+
+async def authenticate_header(
+    header: str, staff_token_ttl: timedelta = timedelta(days=90)
+) -> tuple[StaffUser | None, PatientSession | None]:
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > 200:

@@ -22,6 +22,7 @@ from graph.types.onboarding import (
     connection_from_page,
 )
 from graph.types.patient import Patient, PortalAccount
+from graph.webhook_queries import webhook_deliveries, webhook_endpoints
 from models import AuditEvent as AuditEventModel
 from models import Patient as PatientModel
 from onboarding.credentials import check_username
@@ -249,6 +250,14 @@ class Query:
             activation_rate=result.activation_rate,
             median_hours_to_activation=result.median_hours_to_activation,
         )
+
+    webhook_endpoints = strawberry.field(
+        resolver=webhook_endpoints, description="The practice's webhook endpoints (staff)."
+    )
+    webhook_deliveries = strawberry.field(
+        resolver=webhook_deliveries,
+        description="An endpoint's deliveries, newest first, with every attempt (staff).",
+    )
 
     @strawberry.field(description="Is this emailed link usable? (patient app, anonymous)")
     async def token_info(self, info: Info, token: str) -> TokenInfo:

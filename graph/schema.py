@@ -27,6 +27,7 @@ from graph.limits import CostLimit, PortalValidation, cached_shape_check
 from graph.mutations import Mutation
 from graph.observability import RequestMetrics
 from graph.queries import Query
+from graph.subscriptions import Subscription
 
 
 def should_mask(error: GraphQLError) -> bool:
@@ -122,6 +123,7 @@ def build_schema(settings: Settings) -> Schema:
     return PortalSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         extensions=extensions,
         scalar_overrides=SCALARS,
         config=StrawberryConfig(disable_field_suggestions=settings.is_production),

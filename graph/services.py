@@ -9,9 +9,11 @@ from core.passwords import Hasher
 from core.ratelimit import RateLimiter
 from core.sealing import Sealer
 from core.settings import Settings
+from graph.live import LiveHub
 from mail.dispatcher import Dispatcher
 from mail.transports import Transport
 from onboarding.delivery import record_delivery_outcome
+from onboarding.webhook_worker import WebhookWorker
 
 
 @dataclass
@@ -21,6 +23,8 @@ class Services:
     limiter: RateLimiter
     dispatcher: Dispatcher
     sealer: Sealer
+    webhooks: WebhookWorker
+    live: LiveHub
     background: Background = field(default_factory=Background)
 
     @classmethod
@@ -35,4 +39,6 @@ class Services:
             limiter=RateLimiter(settings),
             dispatcher=Dispatcher(settings, transport, on_outcome=record_delivery_outcome),
             sealer=Sealer(settings.secret_key.get_secret_value(), "cursor"),
+            webhooks=WebhookWorker(settings),
+            live=LiveHub(settings),
         )

@@ -7,6 +7,13 @@ from models.link import DeliveryStatus, LinkPurpose, LinkToken, RevokeReason
 from models.outbox import OutboxMessage, OutboxStatus
 from models.patient import INVITABLE_CHART_STATUSES, ChartStatus, Patient
 from models.practice import Practice, StaffUser
+from models.webhook import (
+    PortalEvent,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookDeliveryStatus,
+    WebhookEndpoint,
+)
 
 __all__ = [
     "INVITABLE_CHART_STATUSES",
@@ -23,7 +30,12 @@ __all__ = [
     "Patient",
     "PatientSession",
     "PortalAccount",
+    "PortalEvent",
     "Practice",
     "RevokeReason",
     "StaffUser",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookDeliveryStatus",
+    "WebhookEndpoint",
 ]

@@ -17,6 +17,7 @@ MODEL_MODULES = [
     "models.outbox",
     "models.audit",
     "models.idempotency",
+    "models.webhook",
 ]
 
 

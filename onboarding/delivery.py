@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from mail.dispatcher import DeliveryOutcome
 from models import DeliveryStatus, LinkToken, RevokeReason
+from onboarding import events
 from onboarding.actor import SYSTEM
 from onboarding.unit_of_work import patient_change
 
@@ -29,9 +30,13 @@ async def record_delivery_outcome(
     if link_id is None:
         return
     if outcome is DeliveryOutcome.DELIVERED:
-        # delivery_status is not a trigger-copied input (migration 0006), so this
-        # update does not touch the patient row and needs no patient lock.
-        await LinkToken.filter(id=link_id).update(delivery_status=DeliveryStatus.SENT)
+        # Through the unit of work (delivery_status alone would need no patient lock):
+        # the EMR's invitation.delivered event takes its place in the patient's order.
+        ids = [patient_id] if patient_id is not None else []
+        async with patient_change(SYSTEM, ids) as change:
+            await LinkToken.filter(id=link_id).update(delivery_status=DeliveryStatus.SENT)
+            if patient_id is not None and change.patient(patient_id) is not None:
+                await change.emit(events.INVITATION_DELIVERED, ids)
         return
     if outcome is DeliveryOutcome.FAILED:
         ids = [patient_id] if patient_id is not None else []

@@ -54,7 +54,7 @@ from models import (
     RevokeReason,
 )
 from models.bulk import id_list, id_list_value, insert_rows, set_column
-from onboarding import audit
+from onboarding import audit, events
 from onboarding.actor import Actor
 from onboarding.errors import ErrorCode
 from onboarding.sql import Params
@@ -107,6 +107,19 @@ def temporary_expired(account: PortalAccount, settings: Settings, now: datetime)
     )
 
 
+def _active(account: PortalAccount) -> bool:
+    """The account counts as ACTIVE (the status rule's ``account_active``, migration
+    0008): the owner chose the password, or logged in with the staff-set one."""
+    if account.password_origin == PasswordOrigin.PATIENT:
+        return True
+    return (
+        account.password_origin == PasswordOrigin.STAFF
+        and account.last_login_at is not None
+        and account.password_set_at is not None
+        and account.last_login_at >= account.password_set_at
+    )
+
+
 def locked(account: PortalAccount, now: datetime) -> bool:
     return account.locked_until is not None and account.locked_until > now
 
@@ -150,6 +163,11 @@ class PatientChange:
     patients: dict[int, Patient] = field(default_factory=dict)
     accounts: dict[int, PortalAccount] = field(default_factory=dict)
     mail_queued: bool = False
+    # Events written by this change, announced after commit: (practice id, event ids).
+    events_written: list[tuple[int, list[int]]] = field(default_factory=list)
+    # Patients whose account this change made active (the redeeming or changed
+    # password is then ``account.activated`` rather than ``account.password_changed``).
+    _activated: set[int] = field(default_factory=set)
     _practice: Practice | None = None
 
     # -- reads (inside the lock) ----------------------------------------------------
@@ -329,6 +347,8 @@ class PatientChange:
         session, and tells the patient (never the password, NOTIF-1). A duplicate
         username surfaces as IntegrityError from the unique index (race-safe)."""
         now = utcnow()
+        was_active = account is not None and _active(account)
+        was_locked = account is not None and locked(account, now)
         columns: dict[str, Any] = {}
         if username is not None:
             columns["username"] = username
@@ -353,6 +373,11 @@ class PatientChange:
                 setattr(account, key, value)
         self.accounts[patient.id] = account
         if password_hash is not None:
+            if origin is PasswordOrigin.PATIENT and not was_active:
+                self._activated.add(patient.id)
+            if was_locked:
+                # A new password clears the lock-out: the EMR hears it (no audit twin).
+                await self.emit(events.ACCOUNT_UNLOCKED, [patient.id])
             await self.revoke_links([patient.id], revoke_reason)
             await self.revoke_sessions([patient.id])
             await self._notify_password_changed(patient, by_staff=origin is PasswordOrigin.STAFF)
@@ -385,6 +410,9 @@ class PatientChange:
         """A successful login: failures forgotten, the login time kept, the hash upgraded
         when its parameters are old (rehash on login), and a session opened."""
         now = utcnow()
+        if not _active(account):
+            # The first login with a staff-set password makes the account ACTIVE.
+            self._activated.add(account.patient_id)
         columns: dict[str, Any] = {"failed_logins": 0, "locked_until": None, "last_login_at": now}
         if new_hash:
             columns["password_hash"] = new_hash
@@ -464,11 +492,49 @@ class PatientChange:
             self.mail_queued = True
 
     async def record(self, actor: Actor, action: str, **kwargs: Any) -> None:
-        """Audit one change. Events for the EMR (SPEC 8.7) are emitted here."""
+        """Audit one change and, when it is a portal-state change, write its event for
+        the EMR (SPEC 8.7) in the same transaction."""
         await audit.record(actor, action, **kwargs)
+        patient_id = kwargs.get("patient_id")
+        if patient_id is None:
+            return
+        if action == "login.succeeded":
+            # A login changes the portal state only when it activates the account.
+            event_type: str | None = (
+                events.ACCOUNT_ACTIVATED if patient_id in self._activated else None
+            )
+        else:
+            event_type = events.EVENT_OF_AUDIT_ACTION.get(action)
+            if event_type == events.ACCOUNT_PASSWORD_CHANGED and patient_id in self._activated:
+                event_type = events.ACCOUNT_ACTIVATED
+        if event_type is not None:
+            self._activated.discard(patient_id)
+            await self.emit(event_type, [patient_id], practice_id=kwargs.get("practice_id"))
 
     async def record_many(self, actor: Actor, action: str, patient_ids: Sequence[int]) -> None:
         await audit.record_many(actor, action, patient_ids)
+        event_type = events.EVENT_OF_AUDIT_ACTION.get(action)
+        if event_type is not None:
+            await self.emit(event_type, patient_ids, practice_id=actor.practice_id)
+
+    async def emit(
+        self, event_type: str, patient_ids: Sequence[int], *, practice_id: int | None = None
+    ) -> None:
+        """Write events, for :meth:`record` and where an event has no audit twin
+        (delivered, unlocked). Each goes to the patient's own practice as read under the
+        lock; the ids are announced after commit."""
+        by_practice: dict[int, list[int]] = {}
+        for pid in patient_ids:
+            patient = self.patients.get(pid)
+            owner = patient.practice_id if patient is not None else practice_id
+            if owner is None:
+                owner = self.practice_id
+            if owner is not None:
+                by_practice.setdefault(owner, []).append(pid)
+        for owner, ids in by_practice.items():
+            written = await events.emit(event_type, ids, owner)
+            if written:
+                self.events_written.append((owner, written))
 
 
 BULK_FIELDS = (
@@ -513,3 +579,5 @@ async def patient_change(
         yield change
     if change.mail_queued:
         outbox.announce()
+    for owner, written in change.events_written:
+        events.announce(owner, written)

@@ -32,6 +32,10 @@ from onboarding.admin import create_practice, create_staff
 
 POSTGRES_URL = os.environ.get("PORTAL_TEST_POSTGRES_URL")
 TABLES = [
+    "webhook_attempt",
+    "webhook_delivery",
+    "webhook_endpoint",
+    "portal_event",
     "idempotency_key",
     "audit_event",
     "outbox_message",

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import strawberry
+
+from graph.context import Info
+from graph.errors import UserError, user_errors
+from graph.types.webhook import WebhookEndpoint
+from onboarding.validation import parse_id
+from onboarding.webhooks import set_enabled
+
+
+@strawberry.input
+class DisableWebhookEndpointInput:
+    id: strawberry.ID
+
+
+@strawberry.type
+class DisableWebhookEndpointPayload:
+    endpoint: WebhookEndpoint | None
+    user_errors: list[UserError]
+
+
+@strawberry.mutation(
+    description="Stop deliveries to an endpoint; events wait, none is dropped (staff)."
+)
+async def disable_webhook_endpoint(
+    info: Info, input: DisableWebhookEndpointInput
+) -> DisableWebhookEndpointPayload:
+    ctx = info.context
+    ctx.require_staff()
+    endpoint, problems = await set_enabled(ctx.actor, ctx.practice_id, parse_id(input.id), False)
+    return DisableWebhookEndpointPayload(
+        endpoint=WebhookEndpoint.from_model(endpoint) if endpoint else None,
+        user_errors=user_errors(problems),
+    )

@@ -1,0 +1,208 @@
+"""Webhook endpoints of a practice (SPEC 8.8): register, list, disable/enable, rotate the
+secret, delete; and the Standard Webhooks signature the delivery loop puts on each
+message (``onboarding.webhook_worker``).
+
+Every function takes the staff's practice and touches only that practice's endpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import ipaddress
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from core.clock import utcnow
+from core.settings import Settings
+from models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from onboarding import audit, events
+from onboarding.actor import Actor
+from onboarding.errors import ErrorCode, Problem
+
+SECRET_PREFIX = "whsec_"
+MAX_ENDPOINTS_PER_PRACTICE = 20
+
+
+def new_secret() -> str:
+    """``whsec_`` + base64 of 32 random bytes: the form Standard Webhooks libraries take."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """``v1,<base64 HMAC-SHA256 of "id.timestamp.body">`` (Standard Webhooks)."""
+    key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def signature_header(endpoint: WebhookEndpoint, msg_id: str, timestamp: int, body: bytes) -> str:
+    """One signature per valid secret, space-separated: during a rotation's overlap the
+    receiver can verify with either the old or the new secret."""
+    signatures = [sign(endpoint.secret, msg_id, timestamp, body)]
+    until = endpoint.previous_secret_until
+    if endpoint.previous_secret and until is not None and until > utcnow():
+        signatures.append(sign(endpoint.previous_secret, msg_id, timestamp, body))
+    return " ".join(signatures)
+
+
+# -- where an endpoint may point (SSRF) ---------------------------------------------
+
+
+def _public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+async def url_problem(url: str, settings: Settings) -> str | None:
+    """Why the service must not call ``url``, or None. Checked when an endpoint is
+    registered and again before every delivery (DNS can change in between): every
+    address the name resolves to must be public, unless ``webhook_allow_private``."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "not a valid URL"
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return "must be an https URL"
+    if parts.username or parts.password:
+        return "must not carry credentials"
+    if settings.webhook_allow_private:
+        return None
+    if parts.scheme != "https":
+        return "must be an https URL"
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port or 443)
+    except OSError:
+        return "the host name does not resolve"
+    addresses = {str(info[4][0]) for info in infos}
+    if not addresses or not all(_public(a) for a in addresses):
+        return "resolves to a private, loopback or link-local address"
+    return None
+
+
+# -- management ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreatedEndpoint:
+    endpoint: WebhookEndpoint
+    secret: str  # shown once
+
+
+def _bad_types(event_types: list[str]) -> list[str]:
+    return [t for t in event_types if t not in events.EVENT_TYPES]
+
+
+async def create_endpoint(
+    actor: Actor, practice_id: int, url: str, event_types: list[str], settings: Settings
+) -> tuple[CreatedEndpoint | None, list[Problem]]:
+    url = url.strip()
+    if len(url) > 2000:
+        return None, [Problem(ErrorCode.INVALID_INPUT, "the URL is too long", ("url",))]
+    if bad := _bad_types(event_types):
+        return None, [
+            Problem(
+                ErrorCode.INVALID_INPUT,
+                f"unknown event types: {', '.join(sorted(set(bad))[:5])}",
+                ("eventTypes",),
+            )
+        ]
+    if why := await url_problem(url, settings):
+        return None, [Problem(ErrorCode.URL_NOT_ALLOWED, f"the URL {why}", ("url",))]
+    if await WebhookEndpoint.filter(practice_id=practice_id).count() >= MAX_ENDPOINTS_PER_PRACTICE:
+        return None, [
+            Problem(
+                ErrorCode.INVALID_INPUT,
+                f"a practice has at most {MAX_ENDPOINTS_PER_PRACTICE} endpoints",
+            )
+        ]
+    secret = new_secret()
+    endpoint = await WebhookEndpoint.create(
+        practice_id=practice_id,
+        url=url,
+        event_types=sorted(set(event_types)),
+        secret=secret,
+        enabled=True,
+        created_at=utcnow(),
+        created_by_id=actor.actor_id,
+    )
+    await audit.record(actor, "webhook.created", detail={"endpoint": endpoint.id})
+    return CreatedEndpoint(endpoint, secret), []
+
+
+async def list_endpoints(practice_id: int) -> list[WebhookEndpoint]:
+    return await WebhookEndpoint.filter(practice_id=practice_id).order_by("id")
+
+
+async def get_endpoint(practice_id: int, endpoint_id: int | None) -> WebhookEndpoint | None:
+    if endpoint_id is None:
+        return None
+    return await WebhookEndpoint.filter(id=endpoint_id, practice_id=practice_id).first()
+
+
+def _not_found() -> Problem:
+    return Problem(ErrorCode.NOT_FOUND, "no such webhook endpoint", ("id",))
+
+
+async def set_enabled(
+    actor: Actor, practice_id: int, endpoint_id: int | None, enabled: bool
+) -> tuple[WebhookEndpoint | None, list[Problem]]:
+    """Disable stops deliveries (they wait, nothing is dropped); enable resumes them,
+    the oldest first, and clears the reason the service disabled it for."""
+    endpoint = await get_endpoint(practice_id, endpoint_id)
+    if endpoint is None:
+        return None, [_not_found()]
+    now = utcnow()
+    columns: dict[str, object] = {"enabled": enabled}
+    if enabled:
+        columns.update(disabled_reason=None, disabled_at=None)
+        # Waiting deliveries go out at once rather than at their backed-off time.
+        await WebhookDelivery.filter(endpoint_id=endpoint.id, status="pending").update(
+            next_attempt_at=now
+        )
+    else:
+        columns.update(disabled_reason="disabled by staff", disabled_at=now)
+    await WebhookEndpoint.filter(id=endpoint.id).update(**columns)
+    await endpoint.refresh_from_db()
+    await audit.record(
+        actor,
+        "webhook.enabled" if enabled else "webhook.disabled",
+        detail={"endpoint": endpoint.id},
+    )
+    return endpoint, []
+
+
+async def rotate_secret(
+    actor: Actor, practice_id: int, endpoint_id: int | None, settings: Settings
+) -> tuple[CreatedEndpoint | None, list[Problem]]:
+    endpoint = await get_endpoint(practice_id, endpoint_id)
+    if endpoint is None:
+        return None, [_not_found()]
+    secret = new_secret()
+    overlap_until: datetime = utcnow() + timedelta(hours=settings.webhook_secret_overlap_hours)
+    await WebhookEndpoint.filter(id=endpoint.id).update(
+        secret=secret, previous_secret=endpoint.secret, previous_secret_until=overlap_until
+    )
+    await endpoint.refresh_from_db()
+    await audit.record(actor, "webhook.secret_rotated", detail={"endpoint": endpoint.id})
+    return CreatedEndpoint(endpoint, secret), []
+
+
+async def delete_endpoint(
+    actor: Actor, practice_id: int, endpoint_id: int | None
+) -> tuple[bool, list[Problem]]:
+    endpoint = await get_endpoint(practice_id, endpoint_id)
+    if endpoint is None:
+        return False, [_not_found()]
+    await WebhookAttempt.filter(endpoint_id=endpoint.id).delete()
+    await WebhookDelivery.filter(endpoint_id=endpoint.id).delete()
+    await endpoint.delete()
+    await audit.record(actor, "webhook.deleted", detail={"endpoint": endpoint.id})
+    return True, []
