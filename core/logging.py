@@ -81,5 +81,7 @@ def configure_logging(settings: Settings) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     # httpx logs every webhook request's full URL at INFO, and a receiver's URL may
     # carry its own key; the delivery log (webhookDeliveries) is the record instead.
-    for name in ("httpx", "httpcore"):
+    # coredis logs each connection retry at INFO; a Redis that is down is reported once,
+    # by the rate limiter or the start-up check, naming the setting.
+    for name in ("httpx", "httpcore", "coredis"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -252,11 +252,14 @@ class Query:
         )
 
     webhook_endpoints = strawberry.field(
-        resolver=webhook_endpoints, description="The practice's webhook endpoints (staff)."
+        resolver=webhook_endpoints,
+        description="The practice's webhook endpoints (staff).",
+        extensions=staff_only(),
     )
     webhook_deliveries = strawberry.field(
         resolver=webhook_deliveries,
         description="An endpoint's deliveries, newest first, with every attempt (staff).",
+        extensions=staff_only(),
     )
 
     @strawberry.field(description="Is this emailed link usable? (patient app, anonymous)")

@@ -4,6 +4,7 @@ import strawberry
 
 from graph.context import Info
 from graph.errors import UserError, user_errors
+from graph.permissions import staff_only
 from graph.types.webhook import WebhookEndpoint
 from onboarding.webhooks import create_endpoint
 
@@ -28,7 +29,10 @@ class CreateWebhookEndpointPayload:
     user_errors: list[UserError]
 
 
-@strawberry.mutation(description="Register a webhook endpoint for the practice (staff).")
+@strawberry.mutation(
+    description="Register a webhook endpoint for the practice (staff).",
+    extensions=staff_only(),
+)
 async def create_webhook_endpoint(
     info: Info, input: CreateWebhookEndpointInput
 ) -> CreateWebhookEndpointPayload:

@@ -4,6 +4,7 @@ import strawberry
 
 from graph.context import Info
 from graph.errors import UserError, user_errors
+from graph.permissions import staff_only
 from onboarding.validation import parse_id
 from onboarding.webhooks import delete_endpoint
 
@@ -20,7 +21,8 @@ class DeleteWebhookEndpointPayload:
 
 
 @strawberry.mutation(
-    description="Delete an endpoint with its waiting deliveries and delivery log (staff)."
+    description="Delete an endpoint with its waiting deliveries and delivery log (staff).",
+    extensions=staff_only(),
 )
 async def delete_webhook_endpoint(
     info: Info, input: DeleteWebhookEndpointInput

@@ -4,6 +4,7 @@ import strawberry
 
 from graph.context import Info
 from graph.errors import UserError, user_errors
+from graph.permissions import staff_only
 from graph.types.webhook import WebhookEndpoint
 from onboarding.validation import parse_id
 from onboarding.webhooks import set_enabled
@@ -21,7 +22,8 @@ class EnableWebhookEndpointPayload:
 
 
 @strawberry.mutation(
-    description="Resume deliveries to an endpoint, oldest waiting event first (staff)."
+    description="Resume deliveries to an endpoint, oldest waiting event first (staff).",
+    extensions=staff_only(),
 )
 async def enable_webhook_endpoint(
     info: Info, input: EnableWebhookEndpointInput

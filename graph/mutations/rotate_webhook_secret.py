@@ -4,6 +4,7 @@ import strawberry
 
 from graph.context import Info
 from graph.errors import UserError, user_errors
+from graph.permissions import staff_only
 from graph.types.webhook import WebhookEndpoint
 from onboarding.validation import parse_id
 from onboarding.webhooks import rotate_secret
@@ -24,7 +25,10 @@ class RotateWebhookSecretPayload:
     user_errors: list[UserError]
 
 
-@strawberry.mutation(description="Replace an endpoint's signing secret (staff).")
+@strawberry.mutation(
+    description="Replace an endpoint's signing secret (staff).",
+    extensions=staff_only(),
+)
 async def rotate_webhook_secret(
     info: Info, input: RotateWebhookSecretInput
 ) -> RotateWebhookSecretPayload:

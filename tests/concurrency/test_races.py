@@ -17,6 +17,7 @@ import time_machine
 from limits import parse
 
 from core.clock import utcnow
+from graph.ids import patient_pk
 from tests.concurrency.pause import paused_at
 from tests.conftest import Api, Mailbox, Staff, token_from
 from tests.helpers import PATIENT, REDEEM, STRONG_PASSWORD, enabled_patient, invite
@@ -519,12 +520,19 @@ async def _active(api: Api, staff: Staff, mailbox: Mailbox, n: int) -> tuple[str
     return pid, username, email
 
 
+def pk(pid: str) -> int:
+    """The database id behind a patient's global id."""
+    value = patient_pk(pid)
+    assert value is not None
+    return value
+
+
 async def live_sessions(pid: str) -> int:
     return int(
         await scalar(
             "SELECT count(*) FROM patient_session s JOIN portal_account a ON a.id = s.account_id"
             " WHERE a.patient_id = ? AND s.revoked_at IS NULL",
-            int(pid),
+            pk(pid),
         )
     )
 

@@ -18,6 +18,7 @@ import pytest
 from core.clock import utcnow
 from core.passwords import pwd_context
 from core.secrets import digest
+from graph.ids import patient_pk
 from tests.conftest import TOKEN_RE, Api, Mailbox, Staff, body_text
 from tests.helpers import PATIENT, REDEEM, enabled_patient, invite
 from tests.security.support import (
@@ -54,6 +55,13 @@ def settings_overrides() -> dict[str, Any]:
         # run for its 15 minutes, so the threshold is higher here (the rule is the same).
         "lockout_threshold": 25,
     }
+
+
+def pk(pid: str) -> int:
+    """The database id behind a patient's global id."""
+    value = patient_pk(pid)
+    assert value is not None
+    return value
 
 
 def as_datetime(value: Any) -> datetime | None:
@@ -177,10 +185,10 @@ async def test_one_patient_under_every_operation_at_once_keeps_its_invariants(
 
 async def check_invariants(api: Api, staff: Staff, pid: str, opened_with: dict[str, str]) -> None:
     now = utcnow()
-    [patient] = [p for p in await table_rows("patient") if p["id"] == int(pid)]
-    accounts = [a for a in await table_rows("portal_account") if a["patient_id"] == int(pid)]
+    [patient] = [p for p in await table_rows("patient") if p["id"] == pk(pid)]
+    accounts = [a for a in await table_rows("portal_account") if a["patient_id"] == pk(pid)]
     account = accounts[0] if accounts else None
-    links_rows = [row for row in await table_rows("link_token") if row["patient_id"] == int(pid)]
+    links_rows = [row for row in await table_rows("link_token") if row["patient_id"] == pk(pid)]
     usable = [
         row for row in links_rows
         if row["used_at"] is None and row["revoked_at"] is None

@@ -118,7 +118,7 @@ async def test_every_5xx_body_is_graphql_shaped_json(
     """Why 5: a database dropped under the API answered staff calls with HTTP 500 and a
     plain-text body."""
 
-    async def broken(_: Any) -> Any:
+    async def broken(*_: Any) -> Any:
         raise fault
 
     monkeypatch.setattr("graph.app.authenticate", broken)

@@ -395,7 +395,7 @@ STAFF_OPERATIONS = staff_operations_from_schema()
 # What may run without a staff token: the patient app's and the login screen's fields.
 PUBLIC_FIELDS = {
     "tokenInfo", "requestSelfReset", "requestUsernameReminder", "redeemToken", "login",
-    "changePassword", "logout",
+    "changePassword", "logout", "me",
 }
 
 

@@ -147,10 +147,9 @@ def test_each_relaxed_rule_is_one_warning(capsys: pytest.CaptureFixture[str]) ->
     relaxed: one warning line each, naming the setting."""
     from graph.app import create_app
 
-    relaxed = settings(
-        **{**SAFE, "smtp_tls": "none", "secret_key": None, "database_url": "sqlite://x"},
-        allow_insecure_defaults=True,
-    )
+    values = {**SAFE, "smtp_tls": "none", "database_url": "sqlite://x"}
+    del values["secret_key"]  # unset: the development file secret, not a production one
+    relaxed = settings(**values, allow_insecure_defaults=True)
     capsys.readouterr()
     create_app(relaxed, manage_database=False).state.services.hasher.close()
     lines = [line for line in capsys.readouterr().err.splitlines() if "insecure_default_allowed" in line]
