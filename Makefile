@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	@if [ ! -f .demo-token ]; then $(BIN)/portal demo | tail -n 1 > .demo-token; fi
+	@if [ ! -f .demo-token ]; then umask 077; $(BIN)/portal demo | tail -n 1 > .demo-token; fi
 	@echo "GraphiQL: http://$(HOST):$(PORT)/graphql   staff token: $$(cat .demo-token)"
 	$(BIN)/portal serve --host $(HOST) --port $(PORT)
 

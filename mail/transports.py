@@ -4,6 +4,7 @@ dispatcher can retry transient failures and give up on permanent ones."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import uuid
@@ -51,19 +52,26 @@ class Transport(Protocol):
     async def send(self, items: Sequence[Outgoing]) -> list[Result]: ...
 
 
+def _write_private(path: Path, data: bytes) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(data)
+
+
 class FileTransport:
     def __init__(self, settings: Settings) -> None:
         self.sender = settings.mail_from
         self.directory = Path(settings.mail_dir)
 
     async def send(self, items: Sequence[Outgoing]) -> list[Result]:
-        await anyio.Path(self.directory).mkdir(parents=True, exist_ok=True)
+        # Messages carry live links: owner-only folder and files, whatever the umask.
+        await anyio.Path(self.directory).mkdir(mode=0o700, parents=True, exist_ok=True)
         results = []
         for item in items:
             # Sortable by time, unique, and free of characters some file systems refuse.
             name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex}.eml"
             data = build_message(self.sender, item)
-            await anyio.Path(self.directory / name).write_bytes(data)
+            await anyio.to_thread.run_sync(_write_private, self.directory / name, data)
             results.append(Result(Outcome.SENT, "written"))
         return results
 
