@@ -64,7 +64,7 @@ EDGE_STRINGS = st.sampled_from(
 )
 TEXT = st.one_of(EDGE_STRINGS, st.text(max_size=80))
 ANY_JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT,
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | TEXT,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
     max_leaves=8,
 )
@@ -77,7 +77,7 @@ def scalar(named: GraphQLScalarType) -> st.SearchStrategy[Any]:
             st.sampled_from([0, -1, 2**31 - 1, -(2**31), 2**53, 10**30]),
         )
     if named.name == "Float":
-        return st.floats(allow_nan=False)
+        return st.floats(allow_nan=False, allow_infinity=False)
     if named.name == "Boolean":
         return st.booleans()
     if named.name == "Date":
