@@ -40,7 +40,7 @@ clients: $(CLIENTS_STAMP)
 run: $(STAMP)
 	@db=$$(printf '%s' '$(DATABASE_URL)' | sha256sum | cut -c1-64); \
 	if [ ! -s .demo-token ] || [ "$$(cat .demo-token.db 2>/dev/null)" != "$$db" ]; then \
-		rm -f .demo-token .demo-token.db; \
+		rm -f .demo-token .demo-token.db; umask 077; \
 		echo "creating the demo practice in $(firstword $(subst :, ,$(DATABASE_URL))) ..."; \
 		PORTAL_LINK_BASE_URL='$(PORTAL_LINK_BASE_URL)' $(BIN)/portal demo > .demo-output || { cat .demo-output; rm -f .demo-output; exit 1; }; \
 		tail -n 1 .demo-output > .demo-token && rm -f .demo-output && echo "$$db" > .demo-token.db; \

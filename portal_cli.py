@@ -392,6 +392,9 @@ def mail_worker(
 
 
 def main() -> None:
+    # Everything the service creates (SQLite files, the mail folder and its messages)
+    # is owner-only: they hold health data and, until sent, live links.
+    os.umask(0o077)
     try:
         app()
     except StartupError as exc:

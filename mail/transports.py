@@ -12,6 +12,7 @@ recipient) is TRANSIENT: an outage is not a bounce."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sys
 import time
@@ -66,20 +67,27 @@ class Transport(Protocol):
         right after each. Items never settled were not attempted."""
 
 
+def _write_private(path: Path, data: bytes) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(data)
+
+
 class FileTransport:
     def __init__(self, settings: Settings) -> None:
         self.sender = settings.mail_from
         self.directory = Path(settings.mail_dir)
 
     async def send(self, items: Sequence[Outgoing], proceed: Proceed, settle: Settle) -> None:
-        await anyio.Path(self.directory).mkdir(parents=True, exist_ok=True)
+        # Messages carry live links: owner-only folder and files, whatever the umask.
+        await anyio.Path(self.directory).mkdir(mode=0o700, parents=True, exist_ok=True)
         for i, item in enumerate(items):
             if not proceed():
                 return
             # Sortable by time, unique, and free of characters some file systems refuse.
             name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex}.eml"
             data = build_message(self.sender, item)
-            await anyio.Path(self.directory / name).write_bytes(data)
+            await anyio.to_thread.run_sync(_write_private, self.directory / name, data)
             await settle(i, Result(Outcome.SENT, "written"))
 
 

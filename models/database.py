@@ -41,6 +41,12 @@ async def _keep_session(connection: Any) -> None:
 
 def connection_config(database_url: str) -> str | dict[str, Any]:
     url = normalise_url(database_url)
+    if url.startswith("sqlite://"):
+        config = expand_db_url(url)
+        # Deleted and overwritten rows (a scrubbed outbox message, a replaced digest)
+        # are zeroed in the file instead of lingering in free pages (issue 10).
+        config["credentials"].setdefault("secure_delete", "ON")
+        return config
     if not url.startswith("postgres://"):
         return url
     config = expand_db_url(url)

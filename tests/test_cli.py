@@ -60,3 +60,35 @@ def test_migrate_and_demo_on_an_empty_database(tmp_path: Path) -> None:
 @pytest.mark.parametrize("args", [["serve", "--help"], ["--help"]])
 def test_help(tmp_path: Path, args: list[str]) -> None:
     assert "Usage" in portal(tmp_path, *args).stdout
+
+
+def test_files_the_service_creates_are_owner_only(tmp_path: Path) -> None:
+    """Issue 10: under the usual umask (022) the database, the mail folder and its
+    messages were world-readable; the service makes them owner-only."""
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        portal(tmp_path, "demo", "--patients", "20")
+        portal(tmp_path, "mail-worker", "--once")
+    finally:
+        os.umask(old)
+    created = [p for p in tmp_path.iterdir() if p.name.startswith("cli.sqlite3")]
+    created += [tmp_path / "mail", *(tmp_path / "mail").iterdir()]
+    assert any(p.suffix == ".eml" for p in created) and len(created) > 3
+    for path in created:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o077 == 0, (path.name, oct(mode))
+
+
+async def test_sqlite_runs_with_secure_delete(database: str) -> None:
+    """Scrubbed rows are zeroed in the SQLite file, not left in free pages."""
+    from tortoise import connections
+
+    from models.database import connection_config
+
+    config = connection_config("sqlite:///tmp/x.sqlite3")
+    assert isinstance(config, dict) and config["credentials"]["secure_delete"] == "ON"
+    if database == "sqlite":  # the suite's own connection was opened with it
+        rows = await connections.get("default").execute_query_dict("PRAGMA secure_delete")
+        assert int(rows[0]["secure_delete"]) == 1
