@@ -69,10 +69,15 @@ def _still_usable(
 async def login(
     actor: Actor, username: str, password: str, *, hasher: Hasher, settings: Settings
 ) -> LoginResult:
+    if len(password) > MAX_PASSWORD:
+        # No password is this long, so it is no guess at any account: refused before
+        # any hashing (a 10,000-character one would cost a full argon2 run), and the
+        # fast answer says nothing about the username.
+        await audit.record(actor, "login.failed", outcome="failure", detail={"reason": "too_long"})
+        return LoginResult(None, False, [INVALID])
     account = None
-    # A NUL byte is in no username, and PostgreSQL refuses one as a parameter. An
-    # over-long password is no guess at any account: it is refused like an unknown name.
-    if 0 < len(username) <= 64 and len(password) <= MAX_PASSWORD and "\x00" not in username:
+    # A NUL byte is in no username, and PostgreSQL refuses one as a parameter.
+    if 0 < len(username) <= 64 and "\x00" not in username:
         account = (
             await PortalAccount.filter(username_key=username.strip().casefold())
             .select_related("patient")
@@ -80,7 +85,7 @@ async def login(
         )
     usable = account is not None and _usable(account, settings, utcnow())
     stored = account.password_hash if (account is not None and usable) else None
-    ok, new_hash = await hasher.verify_and_update(password[:MAX_PASSWORD], stored)
+    ok, new_hash = await hasher.verify_and_update(password, stored)
     if account is None:
         await audit.record(
             actor, "login.failed", outcome="failure", detail={"reason": "unknown_user"}
@@ -132,12 +137,14 @@ async def change_password(
 ) -> ChangeResult:
     """A wrong current password counts toward lock-out exactly as a wrong login does, and
     a locked account's guesses are refused like wrong ones (no password oracle)."""
+    if len(current_password) > MAX_PASSWORD:
+        return ChangeResult(None, [WRONG_CURRENT])  # no password is this long: no hashing
     account: PortalAccount = session.account
     patient = account.patient
-    usable = len(current_password) <= MAX_PASSWORD and not locked(account, utcnow())
+    usable = not locked(account, utcnow())
     usable = usable and portal_usable(patient)
     stored = account.password_hash if usable else None
-    ok, _ = await hasher.verify_and_update(current_password[:MAX_PASSWORD], stored)
+    ok, _ = await hasher.verify_and_update(current_password, stored)
     password_hash = None
     if ok:
         weak = weak_password(
