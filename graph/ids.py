@@ -18,6 +18,7 @@ from collections.abc import Iterable
 
 import strawberry
 
+from core.ids import global_id_text
 from graph.context import Info
 
 PATIENT = "Patient"
@@ -37,7 +38,7 @@ PATIENT_IDS = (
 
 
 def global_id(type_name: str, pk: int) -> strawberry.ID:
-    return strawberry.ID(base64.b64encode(f"{type_name}:{pk}".encode()).decode("ascii"))
+    return strawberry.ID(global_id_text(type_name, pk))
 
 
 def _row_number(text: str) -> int | None:

@@ -18,7 +18,7 @@ import strawberry
 from starlette.websockets import WebSocket
 
 from graph.context import Info
-from graph.ids import patient_pk
+from graph.ids import PATIENT, global_id, patient_pk
 from graph.live import SLOW_SUBSCRIBER_CLOSE_CODE, SLOW_SUBSCRIBER_REASON
 from graph.types.enums import PortalStatus
 from graph.types.patient import Patient
@@ -47,7 +47,7 @@ class OnboardingChange:
         return cls(
             event_id=f"evt_{event.id}",
             type=event.type,
-            patient_id=strawberry.ID(str(event.patient_id)),
+            patient_id=global_id(PATIENT, event.patient_id),
             sequence=event.seq,
             portal_status=PortalStatus(event.portal_status),
             occurred_at=event.occurred_at,

@@ -31,6 +31,7 @@ from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from core.clock import utcnow
+from core.ids import patient_global_id
 from core.settings import Settings
 from models import PortalEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from onboarding.sql import Params, as_datetime
@@ -73,7 +74,7 @@ def payload(event: PortalEvent) -> bytes:
             "data": {
                 "eventId": f"evt_{event.id}",
                 "practiceId": str(event.practice_id),
-                "patientId": str(event.patient_id),
+                "patientId": patient_global_id(event.patient_id),
                 "sequence": event.seq,
                 "portalStatus": event.portal_status,
                 "occurredAt": event.occurred_at.isoformat(),

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from graph.ids import patient_pk
 from models import PortalEvent
 from tests.conftest import Api, Mailbox, Staff
 from tests.events.scenario import EXPECTED, scripted_onboarding
@@ -25,7 +26,7 @@ async def test_scripted_onboarding_writes_each_event_in_order_with_the_new_statu
     # given a patient taken through the whole onboarding story
     pid = await scripted_onboarding(api, staff.token, mailbox)
     # then every change is one event, in order, with the status after it
-    rows = await PortalEvent.filter(patient_id=int(pid)).order_by("seq")
+    rows = await PortalEvent.filter(patient_id=patient_pk(pid)).order_by("seq")
     assert [(r.type, r.portal_status) for r in rows] == EXPECTED
     assert [r.seq for r in rows] == list(range(1, len(EXPECTED) + 1))
     assert {r.practice_id for r in rows} == {staff.practice_id}
@@ -54,7 +55,7 @@ async def test_a_bulk_invitation_writes_one_event_per_patient_set_based(
     assert all(r["userErrors"] == [] for r in result["data"]["sendInvitation"]["results"])
     # then each has exactly its enable and invitation events, in that order
     sent = await PortalEvent.filter(type="invitation.sent").values_list("patient_id", "seq")
-    assert sorted(sent) == [(int(i), 2) for i in sorted(ids, key=int)]
+    assert sorted(sent) == sorted((patient_pk(i), 2) for i in ids)
     statuses = await PortalEvent.filter(type="invitation.sent").values_list(
         "portal_status", flat=True
     )
@@ -88,7 +89,7 @@ async def test_an_expired_invitation_is_an_event_once(api: Api, staff: Staff) ->
         assert await announce_expired_invitations() == 1
         assert await announce_expired_invitations() == 0
     # then there is one invitation.expired event, with the status it leads to
-    rows = await PortalEvent.filter(patient_id=int(pid)).order_by("seq")
+    rows = await PortalEvent.filter(patient_id=patient_pk(pid)).order_by("seq")
     assert [(r.type, r.portal_status) for r in rows][-1] == (
         "invitation.expired", "INVITATION_EXPIRED"
     )
