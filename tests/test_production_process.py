@@ -39,6 +39,11 @@ def production_env(url: str) -> dict[str, str]:
             "PORTAL_LINK_BASE_URL": "https://portal.clinic.test/activate",
             "PORTAL_MAIL_DISPATCH_IN_SERVER": "false",
             "PORTAL_TRUSTED_PROXIES": '["127.0.0.1/32"]',
+            "PORTAL_SECRET_KEY": "a-production-secret-shared-by-every-host",
+            # Several API processes share rate limits through Redis (required in production).
+            "PORTAL_REDIS_URL": "redis://127.0.0.1:6379/12",
+            # The local SMTP server speaks no TLS: the one production rule relaxed.
+            "PORTAL_ALLOW_INSECURE_DEFAULTS": "true",
         }
     )
     return env
