@@ -54,3 +54,13 @@ async def every(
             await asyncio.wait_for(stop.wait(), timeout=seconds)
         except TimeoutError:
             pass
+
+
+async def idle(wake: asyncio.Event, stop: asyncio.Event, seconds: float) -> None:
+    """Wait until ``wake`` (new work was announced), ``stop`` or ``seconds`` pass,
+    whichever comes first: the pause of a polling loop that can also be woken."""
+    wake.clear()
+    waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
+    await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in waiters:
+        waiter.cancel()

@@ -45,6 +45,7 @@ import structlog
 from tortoise.transactions import in_transaction
 
 from core import metrics
+from core.background import idle
 from core.clock import utcnow
 from core.settings import Settings
 from mail import compose
@@ -445,18 +446,7 @@ class Dispatcher:
                     stats = DispatchStats()
                 if stats.handled:
                     continue
-                self._wake.clear()
-                waiters = [
-                    asyncio.ensure_future(self._wake.wait()),
-                    asyncio.ensure_future(stop.wait()),
-                ]
-                await asyncio.wait(
-                    waiters,
-                    timeout=self.settings.mail_poll_seconds,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                for w in waiters:
-                    w.cancel()
+                await idle(self._wake, stop, self.settings.mail_poll_seconds)
         finally:
             watcher.cancel()
 

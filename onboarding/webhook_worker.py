@@ -30,6 +30,7 @@ import structlog
 from tortoise import connections
 from tortoise.transactions import in_transaction
 
+from core.background import idle
 from core.clock import utcnow
 from core.ids import patient_global_id
 from core.settings import Settings
@@ -290,17 +291,6 @@ class WebhookWorker:
                     handled = 0
                 if handled:
                     continue
-                self._wake.clear()
-                waiters = [
-                    asyncio.ensure_future(self._wake.wait()),
-                    asyncio.ensure_future(stop.wait()),
-                ]
-                await asyncio.wait(
-                    waiters,
-                    timeout=self.settings.mail_poll_seconds,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                for w in waiters:
-                    w.cancel()
+                await idle(self._wake, stop, self.settings.mail_poll_seconds)
         finally:
             await self.close()
