@@ -43,6 +43,18 @@ class Settings(BaseSettings):
     # SMTP connections a dispatcher uses at once, each carrying part of a batch.
     mail_connections: int = Field(default=4, ge=1, le=32)
 
+    # Text messages (SPEC 9.3): `file` (one .txt per message), `console`, or `twilio`.
+    sms_backend: Literal["file", "console", "twilio"] = "file"
+    sms_dir: str = "sms-outbox"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    # The sending number (E.164) or a Messaging Service SID (MG…).
+    twilio_from: str | None = None
+    twilio_api_base: str = "https://api.twilio.com"
+    twilio_timeout_seconds: float = 10.0
+    # Phone numbers typed without a country code are read as numbers of this region.
+    phone_region: str = Field(default="US", min_length=2, max_length=2)
+
     link_base_url: str = "http://localhost:8000/portal/activate"
     redis_url: str | None = None
 
@@ -105,6 +117,17 @@ class Settings(BaseSettings):
         return timedelta(minutes=self.self_service_link_ttl_minutes)
 
     @model_validator(mode="after")
+    def _twilio_needs_credentials(self) -> Settings:
+        if self.sms_backend == "twilio" and not (
+            self.twilio_account_sid and self.twilio_auth_token and self.twilio_from
+        ):
+            raise ValueError(
+                "PORTAL_SMS_BACKEND=twilio needs PORTAL_TWILIO_ACCOUNT_SID,"
+                " PORTAL_TWILIO_AUTH_TOKEN and PORTAL_TWILIO_FROM"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _refuse_development_defaults_in_production(self) -> Settings:
         if not self.is_production or self.allow_insecure_defaults:
             return self
@@ -113,6 +136,8 @@ class Settings(BaseSettings):
             problems.append("PORTAL_DATABASE_URL is SQLite")
         if self.mail_backend != "smtp":
             problems.append("PORTAL_MAIL_BACKEND is not smtp")
+        if self.sms_backend != "twilio":
+            problems.append("PORTAL_SMS_BACKEND is not twilio")
         if not self.link_base_url.startswith("https://"):
             problems.append("PORTAL_LINK_BASE_URL is not https")
         if problems:

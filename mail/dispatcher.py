@@ -25,6 +25,7 @@ from tortoise.transactions import in_transaction
 from core.clock import utcnow
 from core.settings import Settings
 from mail import compose
+from mail.sms import ByChannel, sms_transport_for
 from mail.transports import Outcome, Outgoing, Result, Transport, transport_for
 from models import OutboxMessage, OutboxStatus
 
@@ -67,8 +68,16 @@ class DispatchStats:
 
 
 def _outgoing(row: OutboxMessage) -> Outgoing:
-    rendered = compose.render(row.kind, row.params)
-    return Outgoing(row.to_addr, rendered.subject, rendered.text, rendered.html)
+    rendered = compose.render(row.kind, row.params, row.channel)
+    return Outgoing(
+        row.to_addr,
+        rendered.subject,
+        rendered.text,
+        rendered.html,
+        channel=row.channel,
+        reply_to=rendered.reply_to,
+        sender_name=rendered.sender_name,
+    )
 
 
 class Dispatcher:
@@ -79,10 +88,14 @@ class Dispatcher:
         *,
         on_outcome: DeliveryCallback,
         batch_size: int = 400,
+        sms_transport: Transport | None = None,
     ) -> None:
         self.settings = settings
         self.on_outcome = on_outcome
-        self.transport = transport or transport_for(settings)
+        # Texts (SPEC 9.3) share the outbox: ByChannel sends each row by its channel.
+        self.transport = ByChannel(
+            transport or transport_for(settings), sms_transport or sms_transport_for(settings)
+        )
         self.batch_size = batch_size
         self._wake = asyncio.Event()
 

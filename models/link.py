@@ -40,6 +40,8 @@ class LinkToken(Model):
     digest = fields.CharField(max_length=64, unique=True)
     purpose = fields.CharEnumField(LinkPurpose, max_length=16)
     sent_to = fields.CharField(max_length=254)
+    # "email" or "sms" (then ``sent_to`` is an E.164 number).
+    channel = fields.CharField(max_length=8, default="email", db_default="email")
     created_by = fields.ForeignKeyField(
         "models.StaffUser", related_name=False, null=True, on_delete=fields.SET_NULL
     )

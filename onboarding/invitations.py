@@ -236,14 +236,16 @@ def invitation_message(
     *,
     reset: bool,
     self_service: bool,
+    reminder: bool = False,
 ) -> outbox.Queued:
     draft = compose.invitation(
-        practice_name=practice.name,
-        first_name=patient.first_name,
+        practice,
+        patient,
         link=compose.link_url(settings.link_base_url, link.token),
         expires_at=link.expires_at,
         reset=reset,
         self_service=self_service,
+        reminder=reminder,
     )
     return outbox.message(
         practice_id=practice.id,
@@ -251,4 +253,5 @@ def invitation_message(
         to_addr=link.sent_to,
         draft=draft,
         link_id=link.link_id,
+        channel=link.channel,
     )

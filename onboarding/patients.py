@@ -166,9 +166,7 @@ async def _notify_email_changed(change: PatientChange, patient: Patient, old_ema
     recovery address was swapped learns of it (SECURITY NOTIF-1). Inside the caller's
     transaction; the message never names the new address."""
     practice = await change.practice()
-    draft = compose.email_changed(
-        practice_name=practice.name, first_name=patient.first_name, when=utcnow()
-    )
+    draft = compose.email_changed(practice, patient, when=utcnow())
     await change.queue(
         [
             outbox.message(

@@ -18,6 +18,10 @@ SAFE = {
     "env": "production",
     "database_url": "postgres://portal@db.internal:5432/portal",
     "mail_backend": "smtp",
+    "sms_backend": "twilio",
+    "twilio_account_sid": "AC0123456789abcdef0123456789abcdef",
+    "twilio_auth_token": "not-a-real-token",
+    "twilio_from": "+16175550100",
     "link_base_url": "https://portal.clinic.example/activate",
 }
 
@@ -40,8 +44,10 @@ def settings(**values: Any) -> Settings:
         ({"mail_backend": "file"}, "MAIL_BACKEND"),
         ({"mail_backend": "console"}, "MAIL_BACKEND"),
         ({"link_base_url": "http://portal.clinic.example/activate"}, "https"),
+        ({"sms_backend": "file"}, "SMS_BACKEND"),
+        ({"sms_backend": "console"}, "SMS_BACKEND"),
     ],
-    ids=["sqlite", "file-mail", "console-mail", "http-link"],
+    ids=["sqlite", "file-mail", "console-mail", "http-link", "file-sms", "console-sms"],
 )
 def test_production_refuses_development_defaults(change: dict[str, Any], complaint: str) -> None:
     """TOK-8 (HTTPS links), SPEC 5: Settings refuse production with SQLite, file/console
