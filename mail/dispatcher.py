@@ -162,8 +162,10 @@ class Dispatcher:
         stats.sent = len(sent)
         failed: list[tuple[OutboxMessage, int, str | None]] = []
         async with in_transaction():
-            for row in sent:
-                await self._report(row, DeliveryOutcome.DELIVERED, None)
+            for row, result in zip(rows, results, strict=True):
+                if result.outcome is Outcome.SENT:
+                    # The provider's words ("queued SM…", "250 OK") show on the link.
+                    await self._report(row, DeliveryOutcome.DELIVERED, result.detail)
             if sent:
                 # The variables may hold a one-time link: once the message has left
                 # nothing needs it, so it does not stay in the database.

@@ -23,6 +23,7 @@ class RevokeReason(StrEnum):
     UNDELIVERABLE = "undeliverable"
     PASSWORD_SET = "password_set"
     TOO_MANY_ATTEMPTS = "too_many_attempts"
+    PHONE_CHANGED = "phone_changed"  # the mobile number or the consent to texts changed
 
 
 class LinkToken(Model):

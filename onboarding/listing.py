@@ -39,6 +39,9 @@ class InvitationRow:
     revoked_at: datetime | None
     delivery_status: str
     purpose: str
+    channel: str = "email"
+    # The mail server's or the SMS provider's words on the last attempt.
+    delivery_detail: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,9 @@ class PatientRow:
     email_shared_with: int
     account: AccountRow | None
     last_invitation: InvitationRow | None
+    preferred_language: str = "en"
+    mobile_phone: str | None = None
+    sms_consent: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,8 @@ class OnboardingFilter:
     statuses: Sequence[PortalStatus] | None = None
     search: str | None = None
     has_email: bool | None = None
+    # Channels a link can go by now: "EMAIL", "SMS" (consented mobile) or "NONE".
+    reachable_by: Sequence[str] | None = None
 
 
 @dataclass
@@ -81,10 +89,11 @@ class _Query:
 
 _SELECT = """SELECT p.id, p.practice_id, p.chart_number, p.first_name, p.last_name,
  p.date_of_birth, p.email, p.zip_code, p.chart_status,
- p.portal_enabled,
+ p.portal_enabled, p.preferred_language, p.mobile_phone, p.sms_consent,
  a.id AS a_id, a.username, a.must_change_password, a.last_login_at, a.locked_until,
  l.id AS l_id, l.sent_to, l.created_at AS l_created_at, l.expires_at AS l_expires_at,
  l.used_at AS l_used_at, l.revoked_at AS l_revoked_at, l.delivery_status, l.purpose,
+ l.channel AS l_channel, l.delivery_detail,
  CASE WHEN p.email_key IS NULL THEN 0 ELSE (SELECT COUNT(*) FROM patient q
    WHERE q.practice_id = p.practice_id AND q.email_key = p.email_key AND q.id <> p.id)
  END AS shared,
@@ -146,6 +155,16 @@ class PatientReader:
             q.where.append("p.email_key IS NOT NULL")
         elif flt.has_email is False:
             q.where.append("p.email_key IS NULL")
+        if flt.reachable_by is not None:
+            # The same columns as the status rule's NO_EMAIL branch (the status-inputs
+            # index holds both), so this filter stays index-friendly.
+            reach_sql = {
+                "EMAIL": "p.email_key IS NOT NULL",
+                "SMS": "p.sms_consent",
+                "NONE": "(p.email_key IS NULL AND NOT p.sms_consent)",
+            }
+            terms = [reach_sql[r] for r in dict.fromkeys(flt.reachable_by)]
+            q.where.append(f"({' OR '.join(terms)})" if terms else "1 = 0")
         for term in (flt.search or "").replace(",", " ").split():
             if "\x00" in term:
                 # No stored field holds a NUL, and PostgreSQL refuses one as a parameter.
@@ -263,6 +282,8 @@ class PatientReader:
                 revoked_at=as_datetime(r["l_revoked_at"]),
                 delivery_status=r["delivery_status"],
                 purpose=r["purpose"],
+                channel=r["l_channel"],
+                delivery_detail=r["delivery_detail"],
             )
         return PatientRow(
             id=r["id"],
@@ -279,4 +300,7 @@ class PatientReader:
             email_shared_with=int(r["shared"]),
             account=account,
             last_invitation=invitation,
+            preferred_language=r["preferred_language"],
+            mobile_phone=r["mobile_phone"],
+            sms_consent=bool(r["sms_consent"]),
         )

@@ -7,6 +7,7 @@ import strawberry
 from graph.context import Info
 from graph.errors import UserError, user_errors
 from graph.mutations._shared import bulk_request, load_patients
+from graph.types.enums import Channel
 from graph.types.onboarding import OnboardingFilter
 from graph.types.patient import Patient
 from onboarding.invitations import send_invitations
@@ -28,6 +29,11 @@ class SendInvitationInput:
     idempotency_key: str | None = strawberry.field(
         default=None, description="A retried request with the same key sends nothing twice."
     )
+    channel: Channel | None = strawberry.field(
+        default=None,
+        description="EMAIL or SMS; by default email where there is an address, otherwise a"
+        " text to a mobile phone with consent.",
+    )
 
 
 @strawberry.type(description="An invitation as sent (or, in a dry run, as it would be).")
@@ -35,6 +41,7 @@ class SentInvitation:
     sent_to: str
     expires_at: datetime
     reset: bool = strawberry.field(description="The patient already has a password.")
+    channel: Channel
 
 
 @strawberry.type
@@ -53,7 +60,7 @@ class SendInvitationPayload:
 
 
 @strawberry.mutation(
-    description="Send the invitation/reset email to the address on file (staff, bulk)."
+    description="Send the invitation/reset link by email or text message (staff, bulk)."
 )
 async def send_invitation(info: Info, input: SendInvitationInput) -> SendInvitationPayload:
     ctx = info.context
@@ -64,6 +71,7 @@ async def send_invitation(info: Info, input: SendInvitationInput) -> SendInvitat
         request,
         confirm_shared_email=bool(input.confirm_shared_email),
         settings=ctx.settings,
+        channel=input.channel.value if input.channel else None,
     )
     rows = outcome.results
     patients = await load_patients(info, [r.patient_id for r in rows if r.patient_id])
@@ -76,6 +84,7 @@ async def send_invitation(info: Info, input: SendInvitationInput) -> SendInvitat
                     sent_to=r.invitation.sent_to,
                     expires_at=r.invitation.expires_at,
                     reset=r.invitation.reset,
+                    channel=Channel(r.invitation.channel),
                 )
                 if r.invitation and not r.problems
                 else None,

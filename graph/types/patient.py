@@ -4,7 +4,7 @@ from datetime import date, datetime
 
 import strawberry
 
-from graph.types.enums import ChartStatus, DeliveryStatus, PortalStatus
+from graph.types.enums import Channel, ChartStatus, DeliveryStatus, PortalStatus
 from onboarding.listing import AccountRow, InvitationRow, PatientRow
 
 
@@ -36,6 +36,11 @@ class Invitation:
     revoked_at: datetime | None
     delivery_status: DeliveryStatus
     self_service: bool
+    channel: Channel
+    delivery_detail: str | None = strawberry.field(
+        description="The mail server's or SMS provider's reply to the last attempt, e.g."
+        " \"21211 The 'To' number … is not a valid phone number.\" for a FAILED text."
+    )
 
     @classmethod
     def from_row(cls, row: InvitationRow) -> Invitation:
@@ -47,6 +52,8 @@ class Invitation:
             revoked_at=row.revoked_at,
             delivery_status=DeliveryStatus(row.delivery_status),
             self_service=row.purpose == "self_service",
+            channel=Channel(row.channel),
+            delivery_detail=row.delivery_detail,
         )
 
 
@@ -59,6 +66,11 @@ class Patient:
     date_of_birth: date
     email: str | None
     zip_code: str | None
+    preferred_language: str = strawberry.field(
+        description="BCP 47; messages are written in it when shipped (en, es), else English."
+    )
+    mobile_phone: str | None = strawberry.field(description="E.164.")
+    sms_consent: bool = strawberry.field(description="The patient agreed to portal texts.")
     chart_status: ChartStatus
     portal_enabled: bool
     portal_status: PortalStatus
@@ -78,6 +90,9 @@ class Patient:
             date_of_birth=row.date_of_birth,
             email=row.email,
             zip_code=row.zip_code,
+            preferred_language=row.preferred_language,
+            mobile_phone=row.mobile_phone,
+            sms_consent=row.sms_consent,
             chart_status=ChartStatus(row.chart_status),
             portal_enabled=row.portal_enabled,
             portal_status=row.portal_status,

@@ -10,7 +10,19 @@ The status-inputs index (migration 0007) gains ``sms_consent``: ``NO_EMAIL`` now
 from tortoise import fields, migrations
 from tortoise.migrations import operations as ops
 
+from models.link import RevokeReason
 from models.migration_ops import RunPerDialect
+
+
+
+class AlterFieldStateOnly(ops.AlterField):
+    """A new RevokeReason value (``phone_changed``) changes the field's description only;
+    the column stays varchar(20). Tortoise would rebuild link_token on SQLite for it,
+    which breaks the triggers of migration 0006, so the database is left alone."""
+
+    async def database_forward(self, app_label, old_state, new_state, state_editor=None):  # type: ignore[no-untyped-def]
+        return None
+
 
 STATUS_INPUTS = {
     "postgres": [
@@ -93,6 +105,19 @@ class Migration(migrations.Migration):
             model_name="StaffUser",
             name="is_admin",
             field=fields.BooleanField(default=False, db_default=False),
+        ),
+        AlterFieldStateOnly(
+            model_name="LinkToken",
+            name="revoke_reason",
+            field=fields.CharEnumField(
+                null=True,
+                description="SUPERSEDED: superseded\nEMAIL_CHANGED: email_changed\n"
+                "PORTAL_DISABLED: portal_disabled\nREDEEMED_OTHER: redeemed_other\n"
+                "UNDELIVERABLE: undeliverable\nPASSWORD_SET: password_set\n"
+                "TOO_MANY_ATTEMPTS: too_many_attempts\nPHONE_CHANGED: phone_changed",
+                enum_type=RevokeReason,
+                max_length=20,
+            ),
         ),
         RunPerDialect(STATUS_INPUTS),
     ]
