@@ -29,7 +29,7 @@ install: $(STAMP) $(CATALOGS)
 # translate what pybabel marked new or fuzzy (tests/mail/test_catalogs.py fails until then).
 catalogs: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg -k N_ --no-location --omit-header -o mail/locale/messages.pot .
-	$(BIN)/pybabel update -i mail/locale/messages.pot -d mail/locale --no-location --width 100
+	$(BIN)/pybabel update -i mail/locale/messages.pot -d mail/locale --width 100 --ignore-obsolete
 
 run: $(STAMP) $(CATALOGS)
 	@if [ ! -f .demo-token ]; then $(BIN)/portal demo | tail -n 1 > .demo-token; fi

@@ -129,11 +129,15 @@ def link_url(base_url: str, token: str) -> str:
 
 def _context(params: Mapping[str, Any], language: str) -> dict[str, Any]:
     profile = params["clinic"]
+    phone = profile.get("phone")
     return {
         "clinic": profile["name"],
-        "phone": profile.get("phone"),
+        "phone": phone,
         "website": profile.get("website"),
         "language": language,
+        # Texts open with the clinic and its number: the fewest characters that name
+        # both, so the rest of a 160-character segment is left for the link.
+        "who": f"{profile['name']} {phone}" if phone else profile["name"],
     }
 
 

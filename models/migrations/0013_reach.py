@@ -14,13 +14,12 @@ from models.link import RevokeReason
 from models.migration_ops import RunPerDialect
 
 
-
 class AlterFieldStateOnly(ops.AlterField):
     """A new RevokeReason value (``phone_changed``) changes the field's description only;
     the column stays varchar(20). Tortoise would rebuild link_token on SQLite for it,
     which breaks the triggers of migration 0006, so the database is left alone."""
 
-    async def database_forward(self, app_label, old_state, new_state, state_editor=None):  # type: ignore[no-untyped-def]
+    async def database_forward(self, app_label, old_state, new_state, state_editor=None):
         return None
 
 

@@ -130,3 +130,41 @@ def test_cli_creates_administrators_and_plain_staff(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "cli.sqlite3")
     rows = db.execute("SELECT name, is_admin FROM staff_user ORDER BY id").fetchall()
     assert rows == [("Robin", 1), ("Sam", 0)]
+
+
+SET_CREDENTIALS = """
+mutation($pid: ID!, $u: String!, $p: String) {
+  setCredentials(input: {patientId: $pid, username: $u, password: $p}) {
+    account { username } userErrors { field code message }
+  }
+}"""
+
+
+async def test_a_username_changed_by_staff_is_not_announced_as_a_password_change(
+    api: Api, staff: Staff, mailbox: Mailbox
+) -> None:
+    # given a patient whose staff-set credentials were announced as such
+    pid = await enabled_patient(api, staff.token)
+    first = await api.gql(
+        SET_CREDENTIALS, {"pid": pid, "u": "avery.q", "p": "kettle-maple-sunrise-7"}, staff.token
+    )
+    assert first["data"]["setCredentials"]["userErrors"] == []
+    await api.deliver()
+    [staff_set] = mailbox.to("avery.quinn1@example.com")
+    assert staff_set["Subject"] == (
+        "Your clinic set a password for your Maple Street Clinic patient portal"
+    )
+    mailbox.clear()
+
+    # when staff change the username alone
+    renamed = await api.gql(SET_CREDENTIALS, {"pid": pid, "u": "avery.quinn"}, staff.token)
+    assert renamed["data"]["setCredentials"]["userErrors"] == []
+    await api.deliver()
+
+    # then the patient hears of a username change, and nothing about a password
+    [notice] = mailbox.to("avery.quinn1@example.com")
+    assert notice["Subject"] == "Your Maple Street Clinic patient portal username was changed"
+    text = body_text(notice)
+    assert "Your username is now: avery.quinn" in text
+    assert "Your password did not change." in text
+    assert "password was changed" not in text and "set a temporary password" not in text
