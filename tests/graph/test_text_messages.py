@@ -8,11 +8,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import time_machine
 
 from core.clock import utcnow
 from mail.sms import gsm7_length
 from models import AuditEvent, OutboxMessage, OutboxStatus
 from onboarding.admin import create_staff
+from onboarding.reminders import send_due_reminders
 from tests.conftest import Api, Mailbox, Staff, body_text, twilio_settings
 from tests.helpers import CREATE_PATIENT, ENABLE, REDEEM, STRONG_PASSWORD, chart
 from tests.twilio_fake import FROM, TwilioFake
@@ -298,3 +300,35 @@ async def test_unshipped_languages_fall_back_to_english(
     [message] = mailbox.to("avery.quinn1@example.com")
     assert message["Subject"].startswith("Welcome to the Maple Street Clinic patient portal")
     assert "Hello Avery," in body_text(message)
+
+
+async def test_a_texted_invitation_gets_its_reminder_by_text_and_dies_with_the_number(
+    api: Api, staff: Staff, twilio: TwilioFake
+) -> None:
+    # given an unused texted invitation
+    pid = await new_patient(api, staff, email=None, mobilePhone=MOBILE, smsConsent=True)
+    await api.gql(SEND, {"ids": [pid]}, staff.token)
+    await api.deliver()
+    [first] = twilio.to(MOBILE)
+
+    # when the reminder job runs near its expiry
+    with time_machine.travel(utcnow() + timedelta(hours=19), tick=False):
+        assert await send_due_reminders(api.settings) == 1
+        await api.deliver()
+
+    # then the reminder is a text with its own words and a fresh link
+    reminder = twilio.to(MOBILE)[-1]["Body"]
+    assert reminder.startswith("Maple Street Clinic: reminder, new portal link: https://")
+    fresh = token_in(reminder)
+    assert fresh != token_in(first["Body"])
+    assert (await api.gql(TOKEN_INFO, {"t": fresh}))["data"]["tokenInfo"]["valid"] is True
+
+    # when the patient's number changes, the texted link dies with the old number
+    changed = await api.gql(
+        UPDATE_PATIENT, {"input": {"id": pid, "mobilePhone": "+16175550124"}}, staff.token
+    )
+    assert changed["data"]["updatePatient"]["userErrors"] == []
+    info = (await api.gql(TOKEN_INFO, {"t": fresh}))["data"]["tokenInfo"]
+    assert info == {"valid": False, "error": "TOKEN_INVALID"}
+    # and consent stays with the patient, not with the number
+    assert changed["data"]["updatePatient"]["patient"]["smsConsent"] is True
