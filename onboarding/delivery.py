@@ -31,7 +31,9 @@ async def record_delivery_outcome(
     if outcome is DeliveryOutcome.DELIVERED:
         # delivery_status is not a trigger-copied input (migration 0006), so this
         # update does not touch the patient row and needs no patient lock.
-        await LinkToken.filter(id=link_id).update(delivery_status=DeliveryStatus.SENT)
+        await LinkToken.filter(id=link_id).update(
+            delivery_status=DeliveryStatus.SENT, delivery_detail=reason
+        )
         return
     if outcome is DeliveryOutcome.FAILED:
         ids = [patient_id] if patient_id is not None else []
