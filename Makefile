@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install clients run demo serve test test-sqlite test-postgres lint schema bench clean
+.PHONY: install clients run demo serve test test-sqlite test-postgres lint schema bench clean catalogs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# Message catalogs (SPEC 9.2): the .po files are committed, the .mo files built here.
+CATALOGS := $(patsubst %.po,%.mo,$(wildcard mail/locale/*/LC_MESSAGES/messages.po))
+
+%.mo: %.po $(STAMP)
+	$(BIN)/pybabel compile -i $< -o $@
+
+install: $(STAMP) $(CATALOGS)
+
+# After editing a message: re-extract the ids and merge them into every catalog, then
+# translate what pybabel marked new or fuzzy (tests/mail/test_catalogs.py fails until then).
+catalogs: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k N_ --no-location --omit-header -o mail/locale/messages.pot .
+	$(BIN)/pybabel update -i mail/locale/messages.pot -d mail/locale --width 100 --ignore-obsolete
 
 # Links in mail point at this server's own stand-in page unless PORTAL_LINK_BASE_URL is set.
 PORTAL_LINK_BASE_URL ?= http://localhost:$(PORT)/portal/activate
@@ -37,7 +49,7 @@ $(CLIENTS_STAMP): tests/clients/package-lock.json
 
 clients: $(CLIENTS_STAMP)
 
-run: $(STAMP)
+run: $(STAMP) $(CATALOGS)
 	@db=$$(printf '%s' '$(DATABASE_URL)' | sha256sum | cut -c1-64); \
 	if [ ! -s .demo-token ] || [ "$$(cat .demo-token.db 2>/dev/null)" != "$$db" ]; then \
 		rm -f .demo-token .demo-token.db; umask 077; \
@@ -51,15 +63,15 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/portal demo
 
-serve: $(STAMP)
+serve: $(STAMP) $(CATALOGS)
 	PORTAL_LINK_BASE_URL='$(PORTAL_LINK_BASE_URL)' $(BIN)/portal serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP) clients lint test-sqlite test-postgres
+test: $(STAMP) $(CATALOGS) clients lint test-sqlite test-postgres
 
-test-sqlite: $(STAMP) $(CLIENTS_STAMP)
+test-sqlite: $(STAMP) $(CATALOGS) $(CLIENTS_STAMP)
 	env -u PORTAL_TEST_POSTGRES_URL $(BIN)/python -m pytest
 
-test-postgres: $(STAMP) $(CLIENTS_STAMP)
+test-postgres: $(STAMP) $(CATALOGS) $(CLIENTS_STAMP)
 	@if [ -n "$$PORTAL_TEST_POSTGRES_URL" ]; then \
 		$(BIN)/python -m pytest; \
 	else echo "PORTAL_TEST_POSTGRES_URL not set: PostgreSQL pass skipped"; fi

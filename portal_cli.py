@@ -231,12 +231,15 @@ def create_practice(
 def create_staff(
     practice: Annotated[int, typer.Option(help="Practice id", metavar="ID")],
     name: Annotated[str, typer.Option(help="The staff member's name", metavar="NAME")],
+    admin: Annotated[
+        bool, typer.Option("--admin", help="A practice administrator (edits the practice profile)")
+    ] = False,
 ) -> None:
     """Create a staff user; prints its token (once) last."""
     from onboarding.admin import create_staff as create
 
     async def work(_: Settings) -> str:
-        return (await create(practice, name))[1]
+        return (await create(practice, name, admin=admin))[1]
 
     try:
         token = _with_database(work)

@@ -38,14 +38,17 @@ pwd_context = CryptContext(
 
 
 class PasswordProblem(StrEnum):
-    TOO_SHORT = "too short"
-    TOO_LONG = "too long"
-    COMMON = "too common: found in lists of breached passwords"
-    REPETITIVE = "too repetitive"
+    """Each a whole predicate, so "the password " + value reads as a sentence (never
+    "password is must not …")."""
+
+    TOO_SHORT = "is too short"
+    TOO_LONG = "is too long"
+    COMMON = "is too common: found in lists of breached passwords"
+    REPETITIVE = "is too repetitive"
     EQUALS_USERNAME = "must not be the username"
     CONTAINS_EMAIL = "must not contain the email address"
     CONTROL_CHARACTERS = "must not contain control characters"
-    SEQUENTIAL = "too predictable: a run of consecutive letters, digits or keys"
+    SEQUENTIAL = "is too predictable: a run of consecutive letters, digits or keys"
     CONTEXT_WORD = "must not be built from the username or the portal's name"
 
 

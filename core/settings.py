@@ -75,6 +75,18 @@ class Settings(BaseSettings):
     # The default holds one bulk action of PORTAL_MAX_BULK_IDS patients.
     live_buffer: int = Field(default=10_000, ge=1, le=100_000)
 
+    # Text messages (SPEC 9.3): `file` (one .txt per message), `console`, or `twilio`.
+    sms_backend: Literal["file", "console", "twilio"] = "file"
+    sms_dir: str = "sms-outbox"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    # The sending number (E.164) or a Messaging Service SID (MG…).
+    twilio_from: str | None = None
+    twilio_api_base: str = "https://api.twilio.com"
+    twilio_timeout_seconds: float = 10.0
+    # Phone numbers typed without a country code are read as numbers of this region.
+    phone_region: str = Field(default="US", min_length=2, max_length=2)
+
     link_base_url: str = "http://localhost:8000/portal/activate"
     redis_url: str | None = None
     # Deadline for connecting to Redis and for each command; past it the rate limits fall
@@ -194,6 +206,17 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _twilio_needs_credentials(self) -> Settings:
+        if self.sms_backend == "twilio" and not (
+            self.twilio_account_sid and self.twilio_auth_token and self.twilio_from
+        ):
+            raise ValueError(
+                "PORTAL_SMS_BACKEND=twilio needs PORTAL_TWILIO_ACCOUNT_SID,"
+                " PORTAL_TWILIO_AUTH_TOKEN and PORTAL_TWILIO_FROM"
+            )
+        return self
+
     def unsafe_for_production(self) -> list[str]:
         """The production rules this configuration breaks, each naming its setting."""
         if not self.is_production:
@@ -206,6 +229,8 @@ class Settings(BaseSettings):
         elif self.smtp_tls == "none":
             # The relay password and live links would cross the network in clear.
             problems.append("PORTAL_SMTP_TLS is none (use starttls or tls)")
+        if self.sms_backend != "twilio":
+            problems.append("PORTAL_SMS_BACKEND is not twilio")
         if not self.link_base_url.startswith("https://"):
             problems.append("PORTAL_LINK_BASE_URL is not https")
         if "secret_key" not in self.model_fields_set or not self.secret_key.get_secret_value():

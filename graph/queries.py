@@ -22,9 +22,11 @@ from graph.types.onboarding import (
     connection_from_page,
 )
 from graph.types.patient import Patient, PortalAccount
+from graph.types.practice import Practice
 from graph.webhook_queries import webhook_deliveries, webhook_endpoints
 from models import AuditEvent as AuditEventModel
 from models import Patient as PatientModel
+from models import Practice as PracticeModel
 from onboarding.credentials import check_username
 from onboarding.listing import AccountRow, PatientReader
 from onboarding.redemption import token_info
@@ -84,6 +86,11 @@ class Query:
             return None
         row = await reader(info).one(pid)
         return Patient.from_row(row) if row else None
+
+    @strawberry.field(description="The caller's practice profile (staff).", extensions=staff_only())
+    async def practice(self, info: Info) -> Practice:
+        staff = info.context.require_staff()
+        return Practice.from_model(await PracticeModel.get(id=staff.practice_id))
 
     @strawberry.field(description="The Onboarding Tool's list (staff).", extensions=staff_only())
     async def onboarding(

@@ -1,21 +1,32 @@
-"""Message composition: one Jinja2 template pair (plain text and HTML) per kind of mail.
+"""Message composition: Jinja2 templates (plain text and HTML twins for email, one short
+text for SMS) per kind of message, in the patient's language (``mail/i18n.py``) and in
+the clinic's name, phone number and time zone (SPEC 9).
 
 Workflows queue a :class:`Draft` (the kind and its template variables) in the outbox;
-the dispatcher calls :func:`render` when it sends the message.
+the dispatcher calls :func:`render` when it sends the message. The variables carry the
+clinic's profile as it was when the message was queued, so a message already on its way
+is not rewritten by a later profile edit, and the dispatcher reads no other table.
 
 The link is always built from ``PORTAL_LINK_BASE_URL`` with the token in the fragment,
 never from request headers (SECURITY TOK-8, TOK-9)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
+import phonenumbers
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import escape
+
+from mail import i18n
+from models import Patient, Practice
+
+EMAIL = "email"
+SMS = "sms"
 
 
 @dataclass(frozen=True)
@@ -23,6 +34,8 @@ class Rendered:
     subject: str
     text: str
     html: str
+    reply_to: str | None = None
+    sender_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -35,31 +48,127 @@ class Draft:
     params: dict[str, Any]
 
 
-@lru_cache(maxsize=1)
-def _environment() -> Environment:
-    return Environment(
+def N_(message: str) -> str:  # noqa: N802 (the gettext convention for "mark, translate later")
+    return message
+
+
+# Subjects, one per moment (SPEC 9.4). Translated at render time; extracted by pybabel
+# through the N_ keyword.
+SUBJECTS = {
+    "setup": N_("Welcome to the %(clinic)s patient portal: set up your account"),
+    "reset": N_("Reset your %(clinic)s patient portal password"),
+    "self_setup": N_("Set up your %(clinic)s patient portal account"),
+    "self_reset": N_("Reset your %(clinic)s patient portal password"),
+    "reminder_setup": N_("Your %(clinic)s patient portal link expires soon"),
+    "reminder_reset": N_("Your %(clinic)s password reset link expires soon"),
+    "account_ready": N_("Your %(clinic)s patient portal account is ready"),
+    "password_changed": N_("Your %(clinic)s patient portal password was changed"),
+    "password_set_by_staff": N_("Your clinic set a password for your %(clinic)s patient portal"),
+    "username_changed": N_("Your %(clinic)s patient portal username was changed"),
+    "username_reminder": N_("Your %(clinic)s patient portal username"),
+    "email_changed": N_("The email address of your %(clinic)s patient portal account was changed"),
+}
+
+INVITATION_VARIANTS = (
+    "setup",
+    "reset",
+    "self_setup",
+    "self_reset",
+    "reminder_setup",
+    "reminder_reset",
+)
+NOTICE_KINDS = (
+    "account_ready",
+    "password_changed",
+    "password_set_by_staff",
+    "username_changed",
+    "username_reminder",
+    "email_changed",
+)
+
+
+@lru_cache(maxsize=8)
+def _environment(language: str) -> Environment:
+    env = Environment(
         loader=PackageLoader("mail", "templates"),
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
         undefined=StrictUndefined,
         keep_trailing_newline=True,
+        extensions=["jinja2.ext.i18n"],
     )
+    env.install_gettext_translations(i18n.translations(language), newstyle=True)  # type: ignore[attr-defined]
+    return env
+
+
+def display_phone(e164: str | None) -> str | None:
+    """How a clinic's number is written in a message: national form ("(617) 555-0100")."""
+    if not e164:
+        return None
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return e164
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+
+
+def clinic(practice: Practice) -> dict[str, Any]:
+    """The practice profile as messages use it (stored with each queued message)."""
+    return {
+        "name": practice.name,
+        "phone": display_phone(practice.phone),
+        "website": practice.website,
+        "reply_to": practice.reply_to,
+        "sender": practice.sender_name or practice.name,
+        "tz": practice.time_zone,
+    }
 
 
 def link_url(base_url: str, token: str) -> str:
     return f"{base_url}#token={token}"
 
 
-def _when(moment: datetime) -> str:
-    return moment.strftime("%B %d, %Y at %H:%M UTC")
+def _context(params: Mapping[str, Any], language: str) -> dict[str, Any]:
+    profile = params["clinic"]
+    phone = profile.get("phone")
+    return {
+        "clinic": profile["name"],
+        "phone": phone,
+        "website": profile.get("website"),
+        "language": language,
+        # Texts open with the clinic and its number: the fewest characters that name
+        # both, so the rest of a 160-character segment is left for the link.
+        "who": f"{profile['name']} {phone}" if phone else profile["name"],
+    }
 
 
-def _render(template: str, subject: str, **context: Any) -> Rendered:
-    env = _environment()
+def _when(params: Mapping[str, Any], key: str, language: str) -> tuple[str, str]:
+    moment = datetime.fromisoformat(params[key])
+    return i18n.moment_parts(moment, language, params["clinic"].get("tz"))
+
+
+def _subject(subject_key: str, clinic_name: str, language: str) -> str:
+    return i18n.translations(language).gettext(SUBJECTS[subject_key]) % {"clinic": clinic_name}
+
+
+def _render(
+    template: str, subject_key: str, params: Mapping[str, Any], channel: str, **extra: Any
+) -> Rendered:
+    language = i18n.language_for(params.get("lang"))
+    env = _environment(language)
+    context = _context(params, language)
+    context.update(extra)
+    subject = _subject(subject_key, context["clinic"], language)
     context["subject"] = subject
+    profile = params["clinic"]
+    if channel == SMS:
+        text = env.get_template(f"sms/{template}.txt").render(**context).strip()
+        return Rendered(subject=subject, text=text, html="")
     return Rendered(
         subject=subject,
         text=env.get_template(f"{template}.txt").render(**context),
         html=env.get_template(f"{template}.html").render(**context),
+        reply_to=profile.get("reply_to"),
+        sender_name=profile.get("sender"),
     )
 
 
@@ -71,141 +180,122 @@ _LINK = "\x00link\x00"
 
 @lru_cache(maxsize=64)
 def _invitation_skeleton(
-    practice_name: str, expires_text: str, reset: bool, self_service: bool
+    clinic_items: tuple[tuple[str, Any], ...], lang: str, variant: str, expires: str, channel: str
 ) -> Rendered:
     """The invitation rendered once per variant; sending 10,000 invitations fills in two
     strings per patient instead of running the templates 20,000 times."""
-    subject = (
-        f"Reset your {practice_name} patient portal password"
-        if reset
-        else f"Set up your {practice_name} patient portal account"
-    )
+    params = {"clinic": dict(clinic_items), "lang": lang, "expires_at": expires}
+    language = i18n.language_for(lang)
+    date_text, time_text = _when(params, "expires_at", language)
     return _render(
         "invitation",
-        subject,
-        practice_name=practice_name,
+        variant,
+        params,
+        channel,
         first_name=_FIRST_NAME,
         link=_LINK,
-        expires_text=expires_text,
-        reset=reset,
-        self_service=self_service,
+        variant=variant,
+        expires_date=date_text,
+        expires_time=time_text,
     )
 
 
-def _render_invitation(
-    *,
-    practice_name: str,
-    first_name: str,
-    link: str,
-    expires_text: str,
-    reset: bool,
-    self_service: bool,
-) -> Rendered:
-    skeleton = _invitation_skeleton(practice_name, expires_text, reset, self_service)
+def _render_invitation(params: Mapping[str, Any], channel: str) -> Rendered:
+    skeleton = _invitation_skeleton(
+        tuple(sorted(params["clinic"].items())),
+        params.get("lang") or "en",
+        params["variant"],
+        params["expires_at"],
+        channel,
+    )
+    first_name, link = params["first_name"], params["link"]
     html_name, html_link = str(escape(first_name)), str(escape(link))
     return Rendered(
         subject=skeleton.subject,
         text=skeleton.text.replace(_FIRST_NAME, first_name).replace(_LINK, link),
         html=skeleton.html.replace(_FIRST_NAME, html_name).replace(_LINK, html_link),
+        reply_to=skeleton.reply_to,
+        sender_name=skeleton.sender_name,
     )
 
 
-def _render_username_reminder(*, practice_name: str, first_name: str, username: str) -> Rendered:
-    return _render(
-        "username_reminder",
-        f"Your {practice_name} patient portal username",
-        practice_name=practice_name,
-        first_name=first_name,
-        username=username,
-    )
+def _render_notice(kind: str, params: Mapping[str, Any], channel: str) -> Rendered:
+    language = i18n.language_for(params.get("lang"))
+    extra: dict[str, Any] = {"first_name": params["first_name"]}
+    if "when" in params:
+        extra["when_date"], extra["when_time"] = _when(params, "when", language)
+    if "username" in params:
+        extra["username"] = params["username"]
+    return _render(kind, kind, params, channel, **extra)
 
 
-def _render_password_changed(
-    *, practice_name: str, first_name: str, how: str, when_text: str
-) -> Rendered:
-    return _render(
-        "password_changed",
-        f"Your {practice_name} patient portal password was changed",
-        practice_name=practice_name,
-        first_name=first_name,
-        how=how,
-        when_text=when_text,
-    )
-
-
-def _render_email_changed(*, practice_name: str, first_name: str, when_text: str) -> Rendered:
-    return _render(
-        "email_changed",
-        f"The email address of your {practice_name} patient portal account was changed",
-        practice_name=practice_name,
-        first_name=first_name,
-        when_text=when_text,
-    )
-
-
-_RENDERERS: dict[str, Callable[..., Rendered]] = {
-    "invitation": _render_invitation,
-    "self_service": _render_invitation,
-    "username_reminder": _render_username_reminder,
-    "password_changed": _render_password_changed,
-    "email_changed": _render_email_changed,
-}
-
-
-def render(kind: str, params: Mapping[str, Any]) -> Rendered:
+def render(kind: str, params: Mapping[str, Any], channel: str = EMAIL) -> Rendered:
     """The message an outbox row stands for (called by the dispatcher at send time)."""
-    return _RENDERERS[kind](**params)
+    if kind in ("invitation", "self_service"):
+        return _render_invitation(params, channel)
+    return _render_notice(kind, params, channel)
 
 
 # --- drafts: what the workflows queue ------------------------------------------------
 
 
+def _base(practice: Practice, patient: Patient) -> dict[str, Any]:
+    return {
+        "clinic": clinic(practice),
+        "lang": patient.preferred_language,
+        "first_name": patient.first_name,
+    }
+
+
+def invitation_variant(*, reset: bool, self_service: bool, reminder: bool) -> str:
+    if reminder:
+        return "reminder_reset" if reset else "reminder_setup"
+    if self_service:
+        return "self_reset" if reset else "self_setup"
+    return "reset" if reset else "setup"
+
+
 def invitation(
+    practice: Practice,
+    patient: Patient,
     *,
-    practice_name: str,
-    first_name: str,
     link: str,
     expires_at: datetime,
     reset: bool,
     self_service: bool,
+    reminder: bool = False,
 ) -> Draft:
-    return Draft(
-        "self_service" if self_service else "invitation",
-        {
-            "practice_name": practice_name,
-            "first_name": first_name,
-            "link": link,
-            "expires_text": f"on {_when(expires_at)}",
-            "reset": reset,
-            "self_service": self_service,
-        },
+    params = _base(practice, patient)
+    params.update(
+        link=link,
+        expires_at=expires_at.isoformat(),
+        variant=invitation_variant(reset=reset, self_service=self_service, reminder=reminder),
     )
+    return Draft("self_service" if self_service else "invitation", params)
 
 
-def username_reminder(*, practice_name: str, first_name: str, username: str) -> Draft:
-    return Draft(
-        "username_reminder",
-        {"practice_name": practice_name, "first_name": first_name, "username": username},
-    )
+def username_reminder(practice: Practice, patient: Patient, *, username: str) -> Draft:
+    return Draft("username_reminder", {**_base(practice, patient), "username": username})
 
 
-def password_changed(
-    *, practice_name: str, first_name: str, by_staff: bool, when: datetime
+def password_notice(
+    practice: Practice, patient: Patient, *, kind: str, when: datetime, username: str | None = None
 ) -> Draft:
-    return Draft(
+    """``account_ready`` (the patient chose their first password), ``password_changed``
+    (the patient changed or reset it), ``password_set_by_staff`` or ``username_changed``
+    (staff changed the username alone)."""
+    assert kind in (
+        "account_ready",
         "password_changed",
-        {
-            "practice_name": practice_name,
-            "first_name": first_name,
-            "how": "set by the clinic's staff" if by_staff else "changed",
-            "when_text": _when(when),
-        },
+        "password_set_by_staff",
+        "username_changed",
     )
+    params = {**_base(practice, patient), "when": when.isoformat()}
+    if username is not None:
+        params["username"] = username
+    return Draft(kind, params)
 
 
-def email_changed(*, practice_name: str, first_name: str, when: datetime) -> Draft:
+def email_changed(practice: Practice, patient: Patient, *, when: datetime) -> Draft:
     """Sent to the previous address; never names the new one (SECURITY NOTIF-1)."""
-    return Draft(
-        "email_changed",
-        {"practice_name": practice_name, "first_name": first_name, "when_text": _when(when)},
-    )
+    return Draft("email_changed", {**_base(practice, patient), "when": when.isoformat()})

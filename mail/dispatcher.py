@@ -49,6 +49,7 @@ from core.background import idle
 from core.clock import utcnow
 from core.settings import Settings
 from mail import compose
+from mail.sms import SMS, ByChannel, sms_transport_for
 from mail.transports import Outcome, Outgoing, Result, Transport, message_deadline, transport_for
 from models import OutboxMessage, OutboxStatus
 from models.database import discard_connections
@@ -128,6 +129,19 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempts - 1)))
 
 
+def _outgoing(row: OutboxMessage) -> Outgoing:
+    rendered = compose.render(row.kind, row.params, row.channel)
+    return Outgoing(
+        row.to_addr,
+        rendered.subject,
+        rendered.text,
+        rendered.html,
+        channel=row.channel,
+        reply_to=rendered.reply_to,
+        sender_name=rendered.sender_name,
+    )
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -137,10 +151,14 @@ class Dispatcher:
         on_outcome: DeliveryCallback,
         batch_size: int = 400,
         max_failures: int | None = None,
+        sms_transport: Transport | None = None,
     ) -> None:
         self.settings = settings
         self.on_outcome = on_outcome
-        self.transport = transport or transport_for(settings)
+        # Texts (SPEC 9.3) share the outbox: ByChannel sends each row by its channel.
+        self.transport = ByChannel(
+            transport or transport_for(settings), sms_transport or sms_transport_for(settings)
+        )
         self.batch_size = batch_size
         # None: never give up (the server's own dispatcher; /readyz reports the outage).
         self.max_failures = max_failures
@@ -255,7 +273,7 @@ class Dispatcher:
         rendered: dict[int, Outgoing] = {}
         for row in rows:
             try:
-                out = compose.render(row.kind, row.params)
+                out = _outgoing(row)
             except Exception as exc:  # a row that cannot be rendered can never be sent
                 await self._settle(
                     batch,
@@ -264,7 +282,7 @@ class Dispatcher:
                     stats,
                 )
                 continue
-            rendered[row.id] = Outgoing(row.to_addr, out.subject, out.text, out.html)
+            rendered[row.id] = out
         sendable = [r for r in rows if r.id in rendered]
         # Several SMTP connections at once: one connection waits a round trip per
         # command, so a batch split over N connections leaves roughly N times faster.
@@ -323,10 +341,14 @@ class Dispatcher:
         now = utcnow()
         attempts = row.attempts + 1
         outcome: DeliveryOutcome
+        text = row.channel == SMS
         if result.outcome is Outcome.SENT:
-            outcome, reason = DeliveryOutcome.DELIVERED, None
+            # A text's link shows the provider's words ("queued SM…"); an email's, none.
+            outcome, reason = DeliveryOutcome.DELIVERED, result.detail if text else None
         elif result.outcome is Outcome.PERMANENT:
-            outcome, reason = DeliveryOutcome.FAILED, f"permanent SMTP reply: {result.detail}"
+            # Twilio's refusal ("21211 The 'To' number …") speaks for itself.
+            reason = result.detail if text else f"permanent SMTP reply: {result.detail}"
+            outcome = DeliveryOutcome.FAILED
         elif now - row.created_at >= timedelta(hours=self.settings.mail_give_up_after_hours):
             outcome = DeliveryOutcome.FAILED
             reason = (

@@ -26,19 +26,22 @@ from functools import lru_cache
 MAX_LINE = 998
 
 
-def message_bytes(*, sender: str, to_addr: str, subject: str, text: str, html: str) -> bytes:
-    for value in (sender, to_addr, subject):
+def message_bytes(
+    *, sender: str, to_addr: str, subject: str, text: str, html: str, reply_to: str | None = None
+) -> bytes:
+    for value in (sender, to_addr, subject, reply_to or ""):
         if "\r" in value or "\n" in value:
             raise ValueError("header values may not contain CR or LF")
-    if not (sender.isascii() and to_addr.isascii()):
-        return _with_email_package(sender, to_addr, subject, text, html)
+    if not (sender.isascii() and to_addr.isascii() and (reply_to or "").isascii()):
+        return _with_email_package(sender, to_addr, subject, text, html, reply_to)
     # 96 random bits: no body can contain it by chance, and quoted-printable escapes
     # its leading "=".
     boundary = "==portal-" + secrets.token_hex(12)
     head = (
         f"From: {sender}\n"
         f"To: {to_addr}\n"
-        f"Subject: {_subject(subject)}\n"
+        + (f"Reply-To: {reply_to}\n" if reply_to else "")
+        + f"Subject: {_subject(subject)}\n"
         f"Date: {formatdate(usegmt=True)}\n"
         f"Message-ID: {make_msgid(domain='portal.invalid')}\n"
         "Auto-Submitted: auto-generated\n"
@@ -84,10 +87,14 @@ def _subject(subject: str) -> str:
     return Header(subject, "utf-8", header_name="Subject").encode(linesep="\n")
 
 
-def _with_email_package(sender: str, to_addr: str, subject: str, text: str, html: str) -> bytes:
+def _with_email_package(
+    sender: str, to_addr: str, subject: str, text: str, html: str, reply_to: str | None
+) -> bytes:
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = to_addr
+    if reply_to:
+        msg["Reply-To"] = reply_to
     msg["Subject"] = subject
     msg["Date"] = formatdate(usegmt=True)
     msg["Message-ID"] = make_msgid(domain="portal.invalid")

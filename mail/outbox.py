@@ -25,6 +25,7 @@ class Queued:
     kind: str
     to_addr: str
     params: str  # the draft's template variables as JSON
+    channel: str = "email"  # or "sms": to_addr is then an E.164 number
     status: str = OutboxStatus.PENDING.value
     attempts: int = 0
     next_attempt_at: datetime = field(default_factory=utcnow)
@@ -38,6 +39,7 @@ COLUMNS = (
     ("kind", "text"),
     ("to_addr", "text"),
     ("params", "jsonb"),
+    ("channel", "text"),
     ("status", "text"),
     ("attempts", "int"),
     ("next_attempt_at", "timestamptz"),
@@ -53,6 +55,7 @@ def message(
     to_addr: str,
     draft: Draft,
     link_id: int | None = None,
+    channel: str = "email",
 ) -> Queued:
     return Queued(
         practice_id=practice_id,
@@ -61,6 +64,7 @@ def message(
         kind=draft.kind,
         to_addr=to_addr,
         params=orjson.dumps(draft.params).decode(),
+        channel=channel,
     )
 
 

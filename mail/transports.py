@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from email.utils import parseaddr
+from email.utils import formataddr, parseaddr
 from enum import Enum
 from pathlib import Path
 from typing import Protocol
@@ -49,11 +49,25 @@ class Outgoing:
     subject: str
     text: str
     html: str
+    # SPEC 9: "sms" items go to mail/sms.py's transports; the clinic's reply-to address
+    # and sender display name go into the email's headers.
+    channel: str = "email"
+    reply_to: str | None = None
+    sender_name: str | None = None
 
 
 def build_message(sender: str, item: Outgoing) -> bytes:
+    if item.sender_name:
+        # The clinic's name in front of the deployment's sending address (SPF/DKIM stay
+        # the deployment's; only the display name is the clinic's).
+        sender = formataddr((item.sender_name, parseaddr(sender)[1] or sender), "utf-8")
     return message_bytes(
-        sender=sender, to_addr=item.to_addr, subject=item.subject, text=item.text, html=item.html
+        sender=sender,
+        to_addr=item.to_addr,
+        subject=item.subject,
+        text=item.text,
+        html=item.html,
+        reply_to=item.reply_to,
     )
 
 

@@ -23,6 +23,7 @@ class RevokeReason(StrEnum):
     UNDELIVERABLE = "undeliverable"
     PASSWORD_SET = "password_set"
     TOO_MANY_ATTEMPTS = "too_many_attempts"
+    PHONE_CHANGED = "phone_changed"  # the mobile number or the consent to texts changed
 
 
 class LinkToken(Model):
@@ -40,6 +41,8 @@ class LinkToken(Model):
     digest = fields.CharField(max_length=64, unique=True)
     purpose = fields.CharEnumField(LinkPurpose, max_length=16)
     sent_to = fields.CharField(max_length=254)
+    # "email" or "sms" (then ``sent_to`` is an E.164 number).
+    channel = fields.CharField(max_length=8, default="email", db_default="email")
     created_by = fields.ForeignKeyField(
         "models.StaffUser", related_name=False, null=True, on_delete=fields.SET_NULL
     )

@@ -32,6 +32,8 @@ class OutboxMessage(Model):
         "models.LinkToken", related_name=False, null=True, db_constraint=False
     )
     kind = fields.CharField(max_length=32)
+    # "email" or "sms": which transport carries it (``to_addr`` is then an E.164 number).
+    channel = fields.CharField(max_length=8, default="email", db_default="email")
     to_addr = fields.CharField(max_length=254)
     params: dict = fields.JSONField(default=dict, db_default="{}")
     status = fields.CharEnumField(OutboxStatus, max_length=8, default=OutboxStatus.PENDING)

@@ -43,6 +43,14 @@ class Patient(Model):
     email_key = fields.CharField(max_length=254, null=True)
     email_changed_at = fields.DatetimeField(null=True)
     zip_code = fields.CharField(max_length=16, null=True)
+    # BCP 47 tag as the EMR sent it (normalised); messages use the nearest shipped
+    # catalog and fall back to English (SPEC 9.2).
+    preferred_language = fields.CharField(max_length=35, default="en", db_default="en")
+    # E.164. Consent is only ever true with a number on file (removing the number clears
+    # it), so "reachable by text" is ``sms_consent`` alone in the status SQL.
+    mobile_phone = fields.CharField(max_length=16, null=True)
+    sms_consent = fields.BooleanField(default=False, db_default=False)
+    sms_consent_at = fields.DatetimeField(null=True)
     chart_status = fields.CharEnumField(ChartStatus, max_length=12, default=ChartStatus.ACTIVE)
     portal_enabled = fields.BooleanField(default=False)
     # The newest link issued for this patient: a newer link revokes older ones, so this

@@ -21,9 +21,11 @@ async def create_practice(name: str) -> Practice:
     return await Practice.create(name=cleaned)
 
 
-async def create_staff(practice_id: int, name: str) -> tuple[StaffUser, str]:
+async def create_staff(
+    practice_id: int, name: str, *, admin: bool = False
+) -> tuple[StaffUser, str]:
     """Returns the staff user and its bearer token; the token is shown once and only its
-    digest is stored."""
+    digest is stored. ``admin`` makes a practice administrator (edits the profile)."""
     cleaned, problem = check_text("name", name, max_length=200)
     if problem:
         raise ValueError(problem.message)
@@ -31,7 +33,11 @@ async def create_staff(practice_id: int, name: str) -> tuple[StaffUser, str]:
         raise LookupError(f"no practice with id {practice_id}")
     token = STAFF_PREFIX + new_token()
     staff = await StaffUser.create(
-        practice_id=practice_id, name=cleaned, token_digest=digest(token), token_issued_at=utcnow()
+        practice_id=practice_id,
+        name=cleaned,
+        token_digest=digest(token),
+        token_issued_at=utcnow(),
+        is_admin=admin,
     )
     return staff, token
 

@@ -78,7 +78,7 @@ def weak_password(password: str, field: str, **context: str | int | None) -> Pro
         return None
     return Problem(
         ErrorCode.PASSWORD_TOO_WEAK,
-        "password is " + "; ".join(p.value for p in problems),
+        "the password " + " and ".join(p.value for p in problems),
         (field,),
     )
 

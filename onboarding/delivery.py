@@ -34,7 +34,9 @@ async def record_delivery_outcome(
         # the EMR's invitation.delivered event takes its place in the patient's order.
         ids = [patient_id] if patient_id is not None else []
         async with patient_change(SYSTEM, ids) as change:
-            await LinkToken.filter(id=link_id).update(delivery_status=DeliveryStatus.SENT)
+            await LinkToken.filter(id=link_id).update(
+                delivery_status=DeliveryStatus.SENT, delivery_detail=reason
+            )
             if patient_id is not None and change.patient(patient_id) is not None:
                 await change.emit(events.INVITATION_DELIVERED, ids)
         return

@@ -21,6 +21,7 @@ from models import (
     PasswordOrigin,
     Patient,
     PortalAccount,
+    Practice,
 )
 from onboarding.actor import SYSTEM, Actor
 from onboarding.admin import create_practice, create_staff
@@ -148,8 +149,29 @@ async def build_demo(settings: Settings, count: int) -> str:
     """A demo practice whose patients cover every PortalStatus; returns a staff token.
     Invitations go through the real workflow, so their mail lands in the outbox."""
     practice = await create_practice("Demo Family Clinic")
-    staff, token = await create_staff(practice.id, "Demo Front Desk")
+    # SPEC 9: a profile, so messages give a phone and reply-to; the demo token is an
+    # administrator's, so updatePractice can be tried.
+    await Practice.filter(id=practice.id).update(
+        phone="+16175550100",
+        reply_to="front.desk@demo-clinic.example",
+        website="https://demo-clinic.example",
+        time_zone="America/New_York",
+    )
+    staff, token = await create_staff(practice.id, "Demo Front Desk", admin=True)
     await insert_patients(generate_patients(practice.id, count, seed=practice.id))
+    # One patient in eight reads Spanish; half of those without email have a mobile
+    # phone with consent to texts (555-01xx: numbers reserved for fiction).
+    ids = await Patient.filter(practice_id=practice.id).order_by("id").values_list("id", flat=True)
+    await Patient.filter(id__in=ids[::8]).update(preferred_language="es")
+    no_email = (
+        await Patient.filter(practice_id=practice.id, email=None)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    for n, pid in enumerate(no_email[::2]):
+        await Patient.filter(id=pid).update(
+            mobile_phone=f"+1617555{100 + n % 100:04d}", sms_consent=True, sms_consent_at=utcnow()
+        )
     await add_accounts(practice.id, 0.3, seed=practice.id)
     actor = Actor(ActorType.STAFF, staff.id, practice.id, "127.0.0.1", "demo")
     candidates = await Patient.filter(

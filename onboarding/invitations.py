@@ -15,7 +15,7 @@ from core.clock import utcnow
 from core.settings import Settings
 from mail import compose, outbox
 from models import INVITABLE_CHART_STATUSES, LinkPurpose, Patient, PortalAccount, Practice
-from onboarding import checkpoints
+from onboarding import checkpoints, reach
 from onboarding.actor import Actor
 from onboarding.bulk import (
     BulkOutcome,
@@ -36,6 +36,7 @@ class PlannedInvitation:
     sent_to: str
     expires_at: datetime
     reset: bool
+    channel: str = reach.EMAIL
 
 
 @dataclass
@@ -49,6 +50,7 @@ class InvitationResult(RowResult):
                 "sent_to": self.invitation.sent_to,
                 "expires_at": self.invitation.expires_at.isoformat(),
                 "reset": self.invitation.reset,
+                "channel": self.invitation.channel,
             }
         return data
 
@@ -60,7 +62,10 @@ class InvitationResult(RowResult):
             data["patient_id"],
             cls.problems_from_json(data),
             PlannedInvitation(
-                planned["sent_to"], datetime.fromisoformat(planned["expires_at"]), planned["reset"]
+                planned["sent_to"],
+                datetime.fromisoformat(planned["expires_at"]),
+                planned["reset"],
+                planned.get("channel", reach.EMAIL),
             )
             if planned
             else None,
@@ -86,14 +91,18 @@ async def shared_address_counts(practice_id: int, email_keys: Sequence[str]) -> 
     return {key: int(n) for key, n in rows if key in wanted}
 
 
-def _row_problem(patient: Patient, shared: int, confirm_shared: bool, index: int) -> Problem | None:
+def _row_problem(
+    patient: Patient, shared: int, confirm_shared: bool, index: int, channel: str | None
+) -> Problem | None:
     where = ("patientIds", str(index))
     if patient.chart_status not in INVITABLE_CHART_STATUSES:
         return Problem(ErrorCode.INACTIVE_PATIENT, "the chart is inactive or deceased", where)
     if not patient.portal_enabled:
         return Problem(ErrorCode.PORTAL_DISABLED, "enable portal access first", where)
-    if not patient.email:
-        return Problem(ErrorCode.NO_EMAIL_ON_FILE, "no email address on file", where)
+    if problem := reach.link_route_problem(patient, channel, where):
+        return problem
+    if reach.link_route(patient, channel) == reach.SMS:
+        return None  # a mobile number is not an address several charts share
     if shared > 1 and not confirm_shared:
         return Problem(
             ErrorCode.EMAIL_SHARED,
@@ -111,6 +120,7 @@ def _plan(
     with_password: set[int],
     confirm_shared_email: bool,
     expires_at: datetime,
+    channel: str | None = None,
 ) -> tuple[list[InvitationResult], dict[int, InvitationResult]]:
     """Each requested row's result, and the one row per patient that will be sent."""
     results = [
@@ -123,13 +133,17 @@ def _plan(
             continue
         patient = patients[result.patient_id]
         problem = _row_problem(
-            patient, shared.get(patient.email_key or "", 1), confirm_shared_email, index
+            patient, shared.get(patient.email_key or "", 1), confirm_shared_email, index, channel
         )
         if problem:
             result.problems.append(problem)
             continue
+        route = reach.link_route(patient, channel)
         result.invitation = PlannedInvitation(
-            patient.email or "", expires_at, patient.id in with_password
+            (patient.email if route == reach.EMAIL else patient.mobile_phone) or "",
+            expires_at,
+            patient.id in with_password,
+            route or reach.EMAIL,
         )
         chosen.setdefault(patient.id, result)  # a repeated id sends one message
     return results, chosen
@@ -150,12 +164,15 @@ async def send_invitations(
     *,
     confirm_shared_email: bool,
     settings: Settings,
+    channel: str | None = None,
 ) -> BulkOutcome:
+    """``channel`` None: email where there is an address, else a text with consent."""
     assert actor.practice_id is not None
     practice_id = actor.practice_id
-    idempotency = idempotency_for(
-        practice_id, "sendInvitation", request, confirm=confirm_shared_email
-    )
+    extra: dict[str, Any] = {"confirm": confirm_shared_email}
+    if channel is not None:
+        extra["channel"] = channel
+    idempotency = idempotency_for(practice_id, "sendInvitation", request, **extra)
     raw_ids, answer = await start(
         practice_id,
         request,
@@ -178,6 +195,7 @@ async def send_invitations(
             await _with_password(list(patients)),
             confirm_shared_email,
             utcnow() + ttl,
+            channel,
         )
 
     if request.dry_run:
@@ -193,7 +211,7 @@ async def send_invitations(
             # moment ago is the one the link goes to (never the previous one).
             results, chosen = await plan(change.patients)
             links = await change.issue_links(
-                [(pid, change.patients[pid].email or "") for pid in chosen],
+                [(pid, planned_address(chosen[pid])) for pid in chosen],
                 purpose=LinkPurpose.INVITATION,
                 ttl=ttl,
                 created_by=actor.actor_id,
@@ -236,14 +254,16 @@ def invitation_message(
     *,
     reset: bool,
     self_service: bool,
+    reminder: bool = False,
 ) -> outbox.Queued:
     draft = compose.invitation(
-        practice_name=practice.name,
-        first_name=patient.first_name,
+        practice,
+        patient,
         link=compose.link_url(settings.link_base_url, link.token),
         expires_at=link.expires_at,
         reset=reset,
         self_service=self_service,
+        reminder=reminder,
     )
     return outbox.message(
         practice_id=practice.id,
@@ -251,4 +271,10 @@ def invitation_message(
         to_addr=link.sent_to,
         draft=draft,
         link_id=link.link_id,
+        channel=link.channel,
     )
+
+
+def planned_address(result: InvitationResult) -> str:
+    assert result.invitation is not None
+    return result.invitation.sent_to

@@ -39,9 +39,10 @@ class InvitationRow:
     delivery_status: str
     purpose: str
     revoke_reason: str | None = None
-    # The mail server's reply when delivery failed for good (mail.dispatcher).
+    # The mail server's or the SMS provider's words on the last attempt (mail.dispatcher).
     delivery_detail: str | None = None
     is_reminder: bool = False
+    channel: str = "email"
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,9 @@ class PatientRow:
     email_shared_with: int
     account: AccountRow | None
     last_invitation: InvitationRow | None
+    preferred_language: str = "en"
+    mobile_phone: str | None = None
+    sms_consent: bool = False
     last_name_key: str = ""
     first_name_key: str = ""
 
@@ -73,6 +77,8 @@ class OnboardingFilter:
     statuses: Sequence[PortalStatus] | None = None
     search: str | None = None
     has_email: bool | None = None
+    # Channels a link can go by now: "EMAIL", "SMS" (consented mobile) or "NONE".
+    reachable_by: Sequence[str] | None = None
 
 
 @dataclass
@@ -92,10 +98,11 @@ class _Query:
 _SELECT = """SELECT p.id, p.practice_id, p.chart_number, p.first_name, p.last_name,
  p.date_of_birth, p.email, p.zip_code, p.chart_status,
  p.portal_enabled, p.last_name_key, p.first_name_key,
+ p.preferred_language, p.mobile_phone, p.sms_consent,
  a.id AS a_id, a.username, a.must_change_password, a.last_login_at, a.locked_until,
  l.id AS l_id, l.sent_to, l.created_at AS l_created_at, l.expires_at AS l_expires_at,
  l.used_at AS l_used_at, l.revoked_at AS l_revoked_at, l.delivery_status, l.purpose,
- l.revoke_reason, l.delivery_detail, l.is_reminder,
+ l.revoke_reason, l.delivery_detail, l.is_reminder, l.channel AS l_channel,
  CASE WHEN p.email_key IS NULL THEN 0 ELSE (SELECT COUNT(*) FROM patient q
    WHERE q.practice_id = p.practice_id AND q.email_key = p.email_key AND q.id <> p.id)
  END AS shared,
@@ -122,7 +129,8 @@ _KEY = "(p.last_name_key, p.first_name_key, p.id)"
 
 _INVITATION_SELECT = """SELECT l.id AS l_id, l.patient_id, l.sent_to, l.created_at AS l_created_at,
  l.expires_at AS l_expires_at, l.used_at AS l_used_at, l.revoked_at AS l_revoked_at,
- l.delivery_status, l.purpose, l.revoke_reason, l.delivery_detail, l.is_reminder
+ l.delivery_status, l.purpose, l.revoke_reason, l.delivery_detail, l.is_reminder,
+ l.channel AS l_channel
 FROM link_token l"""
 
 
@@ -149,6 +157,16 @@ class PatientReader:
             q.where.append("p.email_key IS NOT NULL")
         elif flt.has_email is False:
             q.where.append("p.email_key IS NULL")
+        if flt.reachable_by is not None:
+            # The same columns as the status rule's NO_EMAIL branch (the status-inputs
+            # index holds both), so this filter stays index-friendly.
+            reach_sql = {
+                "EMAIL": "p.email_key IS NOT NULL",
+                "SMS": "p.sms_consent",
+                "NONE": "(p.email_key IS NULL AND NOT p.sms_consent)",
+            }
+            terms = [reach_sql[r] for r in dict.fromkeys(flt.reachable_by)]
+            q.where.append(f"({' OR '.join(terms)})" if terms else "1 = 0")
         for term in (flt.search or "").replace(",", " ").split():
             if "\x00" in term:
                 # No stored field holds a NUL, and PostgreSQL refuses one as a parameter.
@@ -340,6 +358,9 @@ class PatientReader:
             email_shared_with=int(r["shared"]),
             account=account,
             last_invitation=invitation,
+            preferred_language=r["preferred_language"],
+            mobile_phone=r["mobile_phone"],
+            sms_consent=bool(r["sms_consent"]),
             last_name_key=r["last_name_key"],
             first_name_key=r["first_name_key"],
         )
@@ -359,4 +380,5 @@ class PatientReader:
             revoke_reason=r["revoke_reason"],
             delivery_detail=r["delivery_detail"],
             is_reminder=bool(r["is_reminder"]),
+            channel=r["l_channel"],
         )

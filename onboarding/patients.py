@@ -11,7 +11,7 @@ from tortoise.transactions import in_transaction
 from core.clock import utcnow
 from mail import compose, outbox
 from models import INVITABLE_CHART_STATUSES, ChartStatus, Patient, RevokeReason
-from onboarding import audit
+from onboarding import audit, reach
 from onboarding.actor import Actor
 from onboarding.errors import ErrorCode, Problem
 from onboarding.unit_of_work import PatientChange, patient_change
@@ -31,6 +31,10 @@ class ChartInput:
     email: object = UNSET
     zip_code: object = UNSET
     chart_status: object = UNSET
+    preferred_language: object = UNSET
+    mobile_phone: object = UNSET
+    sms_consent: object = UNSET
+    phone_region: str = "US"  # PORTAL_PHONE_REGION: numbers typed without a country code
 
 
 def _clean(data: ChartInput) -> tuple[dict[str, object], list[Problem]]:
@@ -77,7 +81,14 @@ def _clean(data: ChartInput) -> tuple[dict[str, object], list[Problem]]:
             )
         else:
             values["chart_status"] = ChartStatus(str(data.chart_status))
-    return values, problems
+    contact, contact_problems = reach.clean_contact(
+        preferred_language=data.preferred_language,
+        mobile_phone=data.mobile_phone,
+        sms_consent=data.sms_consent,
+        region=data.phone_region,
+        unset=UNSET,
+    )
+    return {**values, **contact}, problems + contact_problems
 
 
 def _duplicate_chart() -> Problem:
@@ -99,6 +110,8 @@ async def create_patient(actor: Actor, data: ChartInput) -> tuple[int | None, li
     ):
         if required not in values and not any(p.field == (gql,) for p in problems):
             problems.append(Problem(ErrorCode.INVALID_INPUT, f"{gql} is required", (gql,)))
+    if not problems and (problem := reach.settle_consent(Patient(), values)):
+        problems.append(problem)
     if problems:
         return None, problems
     patient = Patient(practice_id=actor.practice_id, **values)
@@ -107,6 +120,8 @@ async def create_patient(actor: Actor, data: ChartInput) -> tuple[int | None, li
         async with in_transaction():
             await patient.save()
             await audit.record(actor, "patient.created", patient_id=patient.id)
+            if patient.sms_consent:
+                await audit.record(actor, "sms_consent.given", patient_id=patient.id)
     except IntegrityError:
         return None, [_duplicate_chart()]
     return patient.id, []
@@ -123,9 +138,15 @@ async def update_patient(
             patient = change.patient(patient_id)
             if patient is None:
                 return None, [Problem(ErrorCode.NOT_FOUND, "no such patient", ("id",))]
+            if problem := reach.settle_consent(patient, values):
+                return None, [problem]
             changed = [k for k, v in values.items() if getattr(patient, k) != v]
             if not changed:
                 return patient.id, []
+            consent_event = reach.consent_event(
+                patient.sms_consent, bool(values.get("sms_consent", patient.sms_consent))
+            )
+            texts_move = "mobile_phone" in changed or consent_event == "sms_consent.withdrawn"
             new_email = values.get("email")
             email_changed = "email" in changed and (
                 (patient.email or "").casefold() != str(new_email or "").casefold()
@@ -147,6 +168,12 @@ async def update_patient(
                 await change.revoke_links([patient.id], RevokeReason.EMAIL_CHANGED)
                 if old_email and change.account(patient.id) is not None:
                     await _notify_email_changed(change, patient, old_email)
+            if texts_move and not email_changed and await reach.last_link_texted(patient):
+                # As for an address: a link texted to the old number (or to a patient who
+                # withdrew consent) dies.
+                await change.revoke_links([patient.id], RevokeReason.PHONE_CHANGED)
+            if consent_event:
+                await change.record(actor, consent_event, patient_id=patient.id)
             if patient.chart_status not in INVITABLE_CHART_STATUSES and patient.portal_enabled:
                 # An inactive or deceased chart loses portal access with everything that
                 # grants it; re-activating the chart does not give it back (staff enable
@@ -166,9 +193,7 @@ async def _notify_email_changed(change: PatientChange, patient: Patient, old_ema
     recovery address was swapped learns of it (SECURITY NOTIF-1). Inside the caller's
     transaction; the message never names the new address."""
     practice = await change.practice()
-    draft = compose.email_changed(
-        practice_name=practice.name, first_name=patient.first_name, when=utcnow()
-    )
+    draft = compose.email_changed(practice, patient, when=utcnow())
     await change.queue(
         [
             outbox.message(

@@ -14,6 +14,7 @@ import structlog
 from core.clock import utcnow
 from core.settings import Settings
 from models import LinkPurpose, LinkToken
+from onboarding import reach
 from onboarding.actor import SYSTEM
 from onboarding.invitations import invitation_message
 from onboarding.unit_of_work import patient_change, portal_usable
@@ -50,7 +51,7 @@ async def send_due_reminders(settings: Settings, batch: int = 200) -> int:
                 not claimed
                 or patient is None
                 or not portal_usable(patient)
-                or patient.email_key != link.sent_to.casefold()
+                or not reach.still_reaches(patient, link.sent_to)
             ):
                 continue
             account = change.account(patient.id)
@@ -71,6 +72,7 @@ async def send_due_reminders(settings: Settings, batch: int = 200) -> int:
                         settings,
                         reset=account is not None and account.password_hash is not None,
                         self_service=False,
+                        reminder=True,
                     )
                 ]
             )

@@ -145,11 +145,7 @@ async def process_username_reminder(actor: Actor, claim: IdentityClaim, settings
             if recent:
                 continue
             practice = await change.practice()
-            draft = compose.username_reminder(
-                practice_name=practice.name,
-                first_name=patient.first_name,
-                username=account.username,
-            )
+            draft = compose.username_reminder(practice, patient, username=account.username)
             await change.queue(
                 [
                     outbox.message(

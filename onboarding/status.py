@@ -37,7 +37,7 @@ def status_sql(now_param: str, temp_cutoff_param: str) -> str:
  WHEN NOT p.portal_enabled THEN 'DISABLED'
  WHEN p.account_active THEN 'ACTIVE'
  WHEN p.staff_password_set_at > {temp_cutoff_param} THEN 'CREDENTIALS_ISSUED'
- WHEN p.email_key IS NULL THEN 'NO_EMAIL'
+ WHEN p.email_key IS NULL AND NOT p.sms_consent THEN 'NO_EMAIL'
  WHEN p.link_open_until > {now_param} THEN 'INVITED'
  WHEN p.last_link_id IS NOT NULL THEN 'INVITATION_EXPIRED'
  ELSE 'NOT_INVITED' END"""

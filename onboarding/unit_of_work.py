@@ -54,7 +54,7 @@ from models import (
     RevokeReason,
 )
 from models.bulk import id_list, id_list_value, insert_rows, set_column
-from onboarding import audit, events
+from onboarding import audit, events, reach
 from onboarding.actor import Actor
 from onboarding.errors import ErrorCode
 from onboarding.sql import Params
@@ -72,6 +72,10 @@ class IssuedLink:
     expires_at: datetime
     sent_to: str
 
+    @property
+    def channel(self) -> str:
+        return reach.channel_of(self.sent_to)
+
 
 LINK_COLUMNS = (
     ("practice_id", "int"),
@@ -85,6 +89,7 @@ LINK_COLUMNS = (
     ("delivery_status", "text"),
     ("dob_failures", "int"),
     ("is_reminder", "bool"),
+    ("channel", "text"),
 )
 
 
@@ -285,6 +290,7 @@ class PatientChange:
                     DeliveryStatus.QUEUED.value,
                     0,
                     is_reminder,
+                    reach.channel_of(address),
                 )
                 for pid, address in patients
             ],
@@ -349,6 +355,8 @@ class PatientChange:
         now = utcnow()
         was_active = account is not None and _active(account)
         was_locked = account is not None and locked(account, now)
+        had_password = account is not None and account.password_hash is not None
+        renamed = account is not None and username is not None and username != account.username
         columns: dict[str, Any] = {}
         if username is not None:
             columns["username"] = username
@@ -380,26 +388,29 @@ class PatientChange:
                 await self.emit(events.ACCOUNT_UNLOCKED, [patient.id])
             await self.revoke_links([patient.id], revoke_reason)
             await self.revoke_sessions([patient.id])
-            await self._notify_password_changed(patient, by_staff=origin is PasswordOrigin.STAFF)
+            await self.notify(patient, reach.password_notice_kind(origin, had_password))
+        elif renamed:
+            await self.notify(patient, "username_changed", username=username)
         return account
 
-    async def _notify_password_changed(self, patient: Patient, *, by_staff: bool) -> None:
-        if not patient.email:
+    async def notify(self, patient: Patient, kind: str, *, username: str | None = None) -> None:
+        """Tell the patient of a change to their account (never the password, NOTIF-1),
+        by email or, without one, by text when they consented (SPEC 9.3)."""
+        route = reach.notice_route(patient)
+        if route is None:
             return
-        practice = await self.practice()
-        draft = compose.password_changed(
-            practice_name=practice.name,
-            first_name=patient.first_name,
-            by_staff=by_staff,
-            when=utcnow(),
+        channel, address = route
+        draft = compose.password_notice(
+            await self.practice(), patient, kind=kind, when=utcnow(), username=username
         )
         await self.queue(
             [
                 outbox.message(
                     practice_id=patient.practice_id,
                     patient_id=patient.id,
-                    to_addr=patient.email,
+                    to_addr=address,
                     draft=draft,
+                    channel=channel,
                 )
             ]
         )
@@ -545,6 +556,9 @@ BULK_FIELDS = (
     "email_key",
     "chart_status",
     "portal_enabled",
+    "preferred_language",
+    "mobile_phone",
+    "sms_consent",
 )
 
 

@@ -29,6 +29,8 @@ from core.settings import Settings
 from graph.app import create_app
 from models.database import connect, disconnect, migrate
 from onboarding.admin import create_practice, create_staff
+from tests import twilio_fake
+from tests.twilio_fake import Running, TwilioFake
 
 POSTGRES_URL = os.environ.get("PORTAL_TEST_POSTGRES_URL")
 TABLES = [
@@ -175,6 +177,7 @@ def make_settings(database: str, smtp_port: int, **overrides: Any) -> Settings:
         "mail_from": "Clinic Portal <portal@clinic.test>",
         "mail_dispatch_in_server": False,
         "link_base_url": "https://portal.clinic.test/activate",
+        "sms_dir": tempfile.mkdtemp(prefix="portal-sms-"),
         "redis_url": None,
         "trusted_proxies": [],
     }
@@ -214,6 +217,30 @@ class Api:
         """Let post-response work finish, then run the real dispatcher over SMTP."""
         await self.services.background.drain()
         await self.services.dispatcher.drain()
+
+
+@pytest.fixture(scope="session")
+def twilio_server() -> Iterator[TwilioFake]:
+    fake = TwilioFake(free_port())
+    with Running(fake):
+        yield fake
+
+
+@pytest.fixture
+def twilio(twilio_server: TwilioFake) -> TwilioFake:
+    twilio_server.clear()
+    return twilio_server
+
+
+def twilio_settings(fake: TwilioFake) -> dict[str, Any]:
+    """Settings overrides that send texts to the local Twilio stand-in."""
+    return {
+        "sms_backend": "twilio",
+        "twilio_account_sid": twilio_fake.ACCOUNT_SID,
+        "twilio_auth_token": twilio_fake.AUTH_TOKEN,
+        "twilio_from": twilio_fake.FROM,
+        "twilio_api_base": fake.base,
+    }
 
 
 @pytest.fixture

@@ -19,12 +19,14 @@ from graph.mutations.rotate_webhook_secret import rotate_webhook_secret
 from graph.mutations.send_invitation import send_invitation
 from graph.mutations.set_credentials import set_credentials
 from graph.mutations.update_patient import update_patient
+from graph.mutations.update_practice import update_practice
 
 
 @strawberry.type
 class Mutation:
     create_patient = create_patient
     update_patient = update_patient
+    update_practice = update_practice
     enable_portal = enable_portal
     disable_portal = disable_portal
     send_invitation = send_invitation

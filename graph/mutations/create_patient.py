@@ -22,6 +22,15 @@ class CreatePatientInput:
     date_of_birth: date
     email: str | None = None
     zip_code: str | None = None
+    preferred_language: str | None = strawberry.field(
+        default=None, description="BCP 47 (en, es, es-MX …); English when not given."
+    )
+    mobile_phone: str | None = strawberry.field(
+        default=None, description="E.164, or national digits of PORTAL_PHONE_REGION."
+    )
+    sms_consent: bool = strawberry.field(
+        default=False, description="The patient agreed to portal texts (needs mobilePhone)."
+    )
     chart_status: ChartStatus = ChartStatus.ACTIVE
 
 
@@ -46,6 +55,10 @@ async def create_patient(info: Info, input: CreatePatientInput) -> CreatePatient
             email=input.email,
             zip_code=input.zip_code,
             chart_status=input.chart_status.value,
+            preferred_language=input.preferred_language,
+            mobile_phone=input.mobile_phone,
+            sms_consent=input.sms_consent,
+            phone_region=ctx.settings.phone_region,
         ),
     )
     if problems or patient_id is None:

@@ -9,6 +9,7 @@ from graph.errors import UserError, user_errors
 from graph.ids import PATIENT_IDS, decode_patient_ids, requested_id
 from graph.mutations._shared import bulk_request, load_patients
 from graph.permissions import staff_only
+from graph.types.enums import Channel
 from graph.types.onboarding import OnboardingFilter
 from graph.types.patient import Patient
 from onboarding.invitations import send_invitations
@@ -32,6 +33,11 @@ class SendInvitationInput:
     idempotency_key: str | None = strawberry.field(
         default=None, description="A retried request with the same key sends nothing twice."
     )
+    channel: Channel | None = strawberry.field(
+        default=None,
+        description="EMAIL or SMS; by default email where there is an address, otherwise a"
+        " text to a mobile phone with consent.",
+    )
 
 
 @strawberry.type(description="An invitation as sent (or, in a dry run, as it would be).")
@@ -39,6 +45,7 @@ class SentInvitation:
     sent_to: str
     expires_at: datetime
     reset: bool = strawberry.field(description="The patient already has a password.")
+    channel: Channel
 
 
 @strawberry.type
@@ -57,7 +64,7 @@ class SendInvitationPayload:
 
 
 @strawberry.mutation(
-    description="Send the invitation/reset email to the address on file (staff, bulk).",
+    description="Send the invitation/reset link by email or text message (staff, bulk).",
     extensions=staff_only(),
 )
 async def send_invitation(info: Info, input: SendInvitationInput) -> SendInvitationPayload:
@@ -73,6 +80,7 @@ async def send_invitation(info: Info, input: SendInvitationInput) -> SendInvitat
         request,
         confirm_shared_email=bool(input.confirm_shared_email),
         settings=ctx.settings,
+        channel=input.channel.value if input.channel else None,
     )
     rows = outcome.results
     patients = await load_patients(info, [r.patient_id for r in rows if r.patient_id])
@@ -85,6 +93,7 @@ async def send_invitation(info: Info, input: SendInvitationInput) -> SendInvitat
                     sent_to=r.invitation.sent_to,
                     expires_at=r.invitation.expires_at,
                     reset=r.invitation.reset,
+                    channel=Channel(r.invitation.channel),
                 )
                 if r.invitation and not r.problems
                 else None,

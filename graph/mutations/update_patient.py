@@ -25,6 +25,9 @@ class UpdatePatientInput:
     date_of_birth: date | None = strawberry.UNSET
     email: str | None = strawberry.UNSET
     zip_code: str | None = strawberry.UNSET
+    preferred_language: str | None = strawberry.UNSET
+    mobile_phone: str | None = strawberry.UNSET
+    sms_consent: bool | None = strawberry.UNSET
     chart_status: ChartStatus | None = strawberry.UNSET
 
 
@@ -62,6 +65,10 @@ async def update_patient(info: Info, input: UpdatePatientInput) -> UpdatePatient
             email=_given(input.email),
             zip_code=_given(input.zip_code),
             chart_status=status.value if isinstance(status, ChartStatus) else status,
+            preferred_language=_given(input.preferred_language),
+            mobile_phone=_given(input.mobile_phone),
+            sms_consent=_given(input.sms_consent),
+            phone_region=ctx.settings.phone_region,
         ),
     )
     if problems or patient_id is None:

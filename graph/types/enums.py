@@ -1,5 +1,7 @@
 """Domain enums registered as GraphQL enums (the classes themselves, re-exported)."""
 
+from enum import Enum
+
 import strawberry
 
 from models import ChartStatus, DeliveryStatus
@@ -13,4 +15,19 @@ strawberry.enum(
 strawberry.enum(ChartStatus, name="ChartStatus")
 strawberry.enum(DeliveryStatus, name="DeliveryStatus")
 
-__all__ = ["ChartStatus", "DeliveryStatus", "PortalStatus"]
+
+
+@strawberry.enum(description="How a link or notice travels (SPEC 9.3).")
+class Channel(Enum):
+    EMAIL = "email"
+    SMS = "sms"
+
+
+@strawberry.enum(description="By what a patient can be reached now (Onboarding Tool filter).")
+class Reachability(Enum):
+    EMAIL = "EMAIL"
+    SMS = "SMS"
+    NONE = "NONE"
+
+
+__all__ = ["Channel", "ChartStatus", "DeliveryStatus", "PortalStatus", "Reachability"]

@@ -8,7 +8,7 @@ import strawberry
 
 from graph.cursors import Cursors
 from graph.types.common import PageInfo, PageRequest
-from graph.types.enums import PortalStatus
+from graph.types.enums import PortalStatus, Reachability
 from graph.types.patient import Patient
 from onboarding.listing import OnboardingFilter as FilterData
 from onboarding.listing import Page, PatientReader, SortKey
@@ -23,6 +23,11 @@ class OnboardingFilter:
         default=None, description="Words matched against name, chart number and email."
     )
     has_email: bool | None = None
+    reachable_by: list[Reachability] | None = strawberry.field(
+        default=None,
+        description="Patients a link can reach now by any of these: EMAIL (an address),"
+        " SMS (a mobile phone with consent to texts) or NONE (neither: NO_EMAIL's meaning).",
+    )
 
     def to_data(self) -> FilterData:
         return FilterData(
@@ -30,6 +35,9 @@ class OnboardingFilter:
             statuses=list(self.status) if self.status else None,
             search=self.search,
             has_email=self.has_email,
+            reachable_by=[c.value for c in self.reachable_by]
+            if self.reachable_by is not None
+            else None,
         )
 
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import enum
 from datetime import date, datetime
 
 import strawberry
@@ -8,7 +7,7 @@ import strawberry
 from graph.context import Info
 from graph.ids import INVITATION, PATIENT, global_id
 from graph.types.common import PageInfo, page_args
-from graph.types.enums import ChartStatus, DeliveryStatus, PortalStatus
+from graph.types.enums import Channel, ChartStatus, DeliveryStatus, PortalStatus
 from graph.types.node import Node
 from onboarding.listing import AccountRow, InvitationRow, PatientRow
 
@@ -30,15 +29,13 @@ class PortalAccount:
         )
 
 
-@strawberry.enum(description="How a link reached (or was meant to reach) the patient.")
-class DeliveryChannel(enum.Enum):
-    EMAIL = "EMAIL"
-
-
 @strawberry.type(description="An invitation/reset link sent to the patient (never the link).")
 class Invitation(Node):
     id: strawberry.ID
-    channel: DeliveryChannel
+    # SPEC 9.3: issue 11 announced the field (email only); texts now travel too.
+    channel: Channel = strawberry.field(
+        description="How the link reached (or was meant to reach) the patient."
+    )
     sent_to: str
     sent_at: datetime
     expires_at: datetime
@@ -50,8 +47,9 @@ class Invitation(Node):
     )
     delivery_status: DeliveryStatus
     delivery_detail: str | None = strawberry.field(
-        description="The mail server's reply when delivery failed for good, e.g."
-        ' "550 5.1.1 no such user".'
+        description="The mail server's or SMS provider's reply to the last attempt, e.g."
+        ' "550 5.1.1 no such user", or "21211 The \'To\' number … is not a valid phone'
+        ' number." for a FAILED text.'
     )
     self_service: bool = strawberry.field(description="Asked for from the login screen.")
     reminder: bool = strawberry.field(description="The reminder sent before a link expired.")
@@ -60,7 +58,7 @@ class Invitation(Node):
     def from_row(cls, row: InvitationRow) -> Invitation:
         return cls(
             id=global_id(INVITATION, row.id),
-            channel=DeliveryChannel.EMAIL,
+            channel=Channel(row.channel),
             sent_to=row.sent_to,
             sent_at=row.sent_at,
             expires_at=row.expires_at,
@@ -95,6 +93,11 @@ class Patient(Node):
     date_of_birth: date
     email: str | None
     zip_code: str | None
+    preferred_language: str = strawberry.field(
+        description="BCP 47; messages are written in it when shipped (en, es), else English."
+    )
+    mobile_phone: str | None = strawberry.field(description="E.164.")
+    sms_consent: bool = strawberry.field(description="The patient agreed to portal texts.")
     chart_status: ChartStatus
     portal_enabled: bool
     portal_status: PortalStatus
@@ -159,6 +162,9 @@ class Patient(Node):
             date_of_birth=row.date_of_birth,
             email=row.email,
             zip_code=row.zip_code,
+            preferred_language=row.preferred_language,
+            mobile_phone=row.mobile_phone,
+            sms_consent=row.sms_consent,
             chart_status=ChartStatus(row.chart_status),
             portal_enabled=row.portal_enabled,
             portal_status=row.portal_status,

@@ -245,7 +245,10 @@ async def test_set_credentials_refuses_weak_passwords(api: Api, staff: Staff) ->
         payload = await set_credentials(api, staff.token, pid, username, password)
         assert payload["account"] is None, password
         assert codes(payload) == [("PASSWORD_TOO_WEAK", ["password"])], password
-        assert payload["userErrors"][0]["message"].startswith("password is ")
+        message = payload["userErrors"][0]["message"]
+        # each problem is a whole predicate: never "password is must not …" (SPEC 9.4)
+        assert message.startswith("the password "), message
+        assert "is must" not in message and "is is" not in message, message
     assert await PortalAccount.all().count() == 0
 
 

@@ -462,7 +462,10 @@ async def test_wording_differs_between_first_set_up_and_reset(
 
     # then the first mail invites to set up a username and password
     assert first["invitation"]["reset"] is False
-    assert setup_mail["Subject"] == "Set up your Maple Street Clinic patient portal account"
+    assert (
+        setup_mail["Subject"]
+        == "Welcome to the Maple Street Clinic patient portal: set up your account"
+    )
     setup_text = body_text(setup_mail)
     assert "choose a username and password" in setup_text
     assert "reset" not in setup_text.lower()

@@ -409,9 +409,11 @@ async def test_notice_email_after_redemption(api: Api, staff: Staff, mailbox: Ma
     await api.deliver()
 
     [notice] = mailbox.to(EMAIL)
-    assert notice["Subject"] == "Your Maple Street Clinic patient portal password was changed"
+    # a first set-up is a welcome, not "your password was changed" (SPEC 9.4)
+    assert notice["Subject"] == "Your Maple Street Clinic patient portal account is ready"
     text = body_text(notice)
-    assert "password of your Maple Street Clinic patient portal account was changed" in text
+    assert "Your Maple Street Clinic patient portal account was set up on" in text
+    assert "password was changed" not in text
     assert "If this wasn't you, call Maple Street Clinic" in text
     assert STRONG_PASSWORD not in notice.as_string()
     assert "#token=" not in text

@@ -74,7 +74,13 @@ async def test_patient_is_told_of_password_changes(
     secrets = await change(api, staff, mailbox, pid)
     await api.deliver()
     [notice] = mailbox.to("avery.quinn1@example.com")
-    assert "password was changed" in str(notice["Subject"])
+    # each moment has its own words (SPEC 9.4): staff-set is not "you changed it"
+    expected = {
+        _reset_by_link: "Your Maple Street Clinic patient portal password was changed",
+        _change_password: "Your Maple Street Clinic patient portal password was changed",
+        _staff_sets_password: "Your clinic set a password for your Maple Street Clinic patient portal",
+    }[change]
+    assert str(notice["Subject"]) == expected
     assert_harmless_notice(notice, *secrets)
 
 

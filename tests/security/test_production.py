@@ -19,6 +19,10 @@ SAFE = {
     "database_url": "postgres://portal@db.internal:5432/portal",
     "mail_backend": "smtp",
     "smtp_tls": "starttls",
+    "sms_backend": "twilio",
+    "twilio_account_sid": "AC0123456789abcdef0123456789abcdef",
+    "twilio_auth_token": "not-a-real-token",
+    "twilio_from": "+16175550100",
     "link_base_url": "https://portal.clinic.example/activate",
     "secret_key": "a-production-secret-shared-by-every-host",
 }
@@ -45,8 +49,20 @@ def settings(**values: Any) -> Settings:
         ({"smtp_tls": "none"}, "PORTAL_SMTP_TLS"),
         ({"secret_key": None}, "PORTAL_SECRET_KEY"),
         ({"secret_key": ""}, "PORTAL_SECRET_KEY"),
+        ({"sms_backend": "file"}, "SMS_BACKEND"),
+        ({"sms_backend": "console"}, "SMS_BACKEND"),
     ],
-    ids=["sqlite", "file-mail", "console-mail", "http-link", "smtp-in-clear", "no-key", "empty-key"],
+    ids=[
+        "sqlite",
+        "file-mail",
+        "console-mail",
+        "http-link",
+        "smtp-in-clear",
+        "no-key",
+        "empty-key",
+        "file-sms",
+        "console-sms",
+    ],
 )
 def test_production_refuses_development_defaults(change: dict[str, Any], complaint: str) -> None:
     """TOK-8 (HTTPS links), SPEC 5: Settings refuse production with SQLite, file/console
