@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -229,8 +229,43 @@ def _render_notice(kind: str, params: Mapping[str, Any], channel: str) -> Render
     return _render(kind, kind, params, channel, **extra)
 
 
+_LEGACY_WHEN = "%B %d, %Y at %H:%M UTC"
+
+
+def _legacy_moment(text: str) -> str:
+    moment = datetime.strptime(text.removeprefix("on "), _LEGACY_WHEN)
+    return moment.replace(tzinfo=UTC).isoformat()
+
+
+def upgrade_params(kind: str, params: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
+    """Rows queued before the practice profile (migration 0013) hold ``practice_name``
+    and pre-formatted English times; a deploy must not strand them in the outbox, so
+    they are read as the same message in the clinic's default language."""
+    if "clinic" in params:
+        return kind, params
+    new: dict[str, Any] = {
+        "clinic": {"name": params["practice_name"]},
+        "lang": None,
+        "first_name": params["first_name"],
+    }
+    if kind in ("invitation", "self_service"):
+        new["link"] = params["link"]
+        new["expires_at"] = _legacy_moment(params["expires_text"])
+        new["variant"] = invitation_variant(
+            reset=bool(params["reset"]), self_service=bool(params["self_service"]), reminder=False
+        )
+    elif kind == "username_reminder":
+        new["username"] = params["username"]
+    else:  # password_changed, email_changed
+        new["when"] = _legacy_moment(params["when_text"])
+        if kind == "password_changed" and str(params.get("how", "")).startswith("set by"):
+            kind = "password_set_by_staff"
+    return kind, new
+
+
 def render(kind: str, params: Mapping[str, Any], channel: str = EMAIL) -> Rendered:
     """The message an outbox row stands for (called by the dispatcher at send time)."""
+    kind, params = upgrade_params(kind, params)
     if kind in ("invitation", "self_service"):
         return _render_invitation(params, channel)
     return _render_notice(kind, params, channel)

@@ -11,6 +11,7 @@ import pytest
 import time_machine
 
 from core.clock import utcnow
+from graph.ids import patient_pk
 from mail.sms import gsm7_length
 from models import AuditEvent, OutboxMessage, OutboxStatus
 from onboarding.admin import create_staff
@@ -169,7 +170,7 @@ async def test_a_bounced_text_revokes_the_link_and_shows_the_providers_reply(
         f"21211 The 'To' number {bad} is not a valid phone number."
     )
     assert invitation["revokedAt"] is not None
-    [row] = await OutboxMessage.filter(patient_id=int(pid))
+    [row] = await OutboxMessage.filter(patient_id=patient_pk(pid))
     assert (row.status, row.attempts, row.channel, row.params) == (
         OutboxStatus.FAILED, 1, "sms", {},
     )
@@ -189,7 +190,7 @@ async def test_throttled_texts_are_retried_then_sent(
     await api.deliver()
 
     # then the message waits for a retry, the link still usable
-    [row] = await OutboxMessage.filter(patient_id=int(pid))
+    [row] = await OutboxMessage.filter(patient_id=patient_pk(pid))
     assert (row.status, row.attempts, row.last_error) == (
         OutboxStatus.PENDING, 1, "20429 Too Many Requests",
     )
@@ -230,7 +231,7 @@ async def test_texts_need_consent_and_no_email_means_nowhere_to_send(
     )
     assert given["data"]["updatePatient"]["patient"]["portalStatus"] == "NOT_INVITED"
     # and it is audited with who gave it
-    [event] = await AuditEvent.filter(action="sms_consent.given", patient_id=int(pid))
+    [event] = await AuditEvent.filter(action="sms_consent.given", patient_id=patient_pk(pid))
     assert event.actor_id == staff.staff_id
 
     # when the number goes, consent goes with it (and is audited as withdrawn)
@@ -238,7 +239,7 @@ async def test_texts_need_consent_and_no_email_means_nowhere_to_send(
         UPDATE_PATIENT, {"input": {"id": pid, "mobilePhone": None}}, staff.token
     )
     assert removed["data"]["updatePatient"]["patient"]["smsConsent"] is False
-    assert await AuditEvent.filter(action="sms_consent.withdrawn", patient_id=int(pid)).count() == 1
+    assert await AuditEvent.filter(action="sms_consent.withdrawn", patient_id=patient_pk(pid)).count() == 1
 
 
 async def test_the_onboarding_tool_filters_and_counts_by_reachability(

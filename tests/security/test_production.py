@@ -203,6 +203,10 @@ PRODUCTION_ENV = {
     "PORTAL_MAIL_BACKEND": "smtp",
     "PORTAL_SMTP_PASSWORD": PASSWORDS["smtp"],
     "PORTAL_LINK_BASE_URL": "https://portal.clinic.example/activate",
+    "PORTAL_SMS_BACKEND": "twilio",
+    "PORTAL_TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+    "PORTAL_TWILIO_AUTH_TOKEN": "t" * 32,
+    "PORTAL_TWILIO_FROM": "+15005550006",
 }
 STARTUP_FAILURES = {
     "production_refusal": (
