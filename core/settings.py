@@ -75,8 +75,9 @@ class Settings(BaseSettings):
     # The default holds one bulk action of PORTAL_MAX_BULK_IDS patients.
     live_buffer: int = Field(default=10_000, ge=1, le=100_000)
 
-    # Text messages (SPEC 9.3): `file` (one .txt per message), `console`, or `twilio`.
-    sms_backend: Literal["file", "console", "twilio"] = "file"
+    # Text messages (SPEC 9.3): `file` (one .txt per message), `console`, `twilio`, or
+    # `off` for a clinic that does not text (production accepts `twilio` or `off`).
+    sms_backend: Literal["file", "console", "twilio", "off"] = "file"
     sms_dir: str = "sms-outbox"
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
@@ -229,8 +230,9 @@ class Settings(BaseSettings):
         elif self.smtp_tls == "none":
             # The relay password and live links would cross the network in clear.
             problems.append("PORTAL_SMTP_TLS is none (use starttls or tls)")
-        if self.sms_backend != "twilio":
-            problems.append("PORTAL_SMS_BACKEND is not twilio")
+        if self.sms_backend not in ("twilio", "off"):
+            # file/console would write live links to disk or to the log.
+            problems.append("PORTAL_SMS_BACKEND is not twilio or off")
         if not self.link_base_url.startswith("https://"):
             problems.append("PORTAL_LINK_BASE_URL is not https")
         if "secret_key" not in self.model_fields_set or not self.secret_key.get_secret_value():

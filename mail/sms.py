@@ -82,6 +82,25 @@ class SmsConsoleTransport:
             await settle(i, Result(Outcome.SENT, "printed"))
 
 
+TEXTS_OFF = "text messages are turned off (PORTAL_SMS_BACKEND=off)"
+
+
+class SmsOffTransport:
+    """A clinic that does not text: sendInvitation refuses SMS up front
+    (``SMS_NOT_AVAILABLE``); what still reaches the outbox (queued before the switch, or
+    a notice to a patient whose only address is a mobile) fails at once with this reason,
+    so its link is revoked and staff see why."""
+
+    def __init__(self, settings: Settings) -> None:
+        del settings
+
+    async def send(self, items: Sequence[Outgoing], proceed: Proceed, settle: Settle) -> None:
+        for i in range(len(items)):
+            if not proceed():
+                return
+            await settle(i, Result(Outcome.PERMANENT, TEXTS_OFF))
+
+
 class TwilioTransport:
     """``POST /2010-04-01/Accounts/{sid}/Messages.json`` with basic auth (account SID and
     auth token) and form fields ``To``, ``From`` and ``Body``; one HTTP/1.1 connection
@@ -148,6 +167,8 @@ def sms_transport_for(settings: Settings) -> Transport:
         return TwilioTransport(settings)
     if settings.sms_backend == "console":
         return SmsConsoleTransport(settings)
+    if settings.sms_backend == "off":
+        return SmsOffTransport(settings)
     return SmsFileTransport(settings)
 
 

@@ -92,7 +92,12 @@ async def shared_address_counts(practice_id: int, email_keys: Sequence[str]) -> 
 
 
 def _row_problem(
-    patient: Patient, shared: int, confirm_shared: bool, index: int, channel: str | None
+    patient: Patient,
+    shared: int,
+    confirm_shared: bool,
+    index: int,
+    channel: str | None,
+    texts_off: bool,
 ) -> Problem | None:
     where = ("patientIds", str(index))
     if patient.chart_status not in INVITABLE_CHART_STATUSES:
@@ -102,6 +107,12 @@ def _row_problem(
     if problem := reach.link_route_problem(patient, channel, where):
         return problem
     if reach.link_route(patient, channel) == reach.SMS:
+        if texts_off:
+            return Problem(
+                ErrorCode.SMS_NOT_AVAILABLE,
+                "this clinic does not send text messages (PORTAL_SMS_BACKEND=off)",
+                where,
+            )
         return None  # a mobile number is not an address several charts share
     if shared > 1 and not confirm_shared:
         return Problem(
@@ -121,6 +132,7 @@ def _plan(
     confirm_shared_email: bool,
     expires_at: datetime,
     channel: str | None = None,
+    texts_off: bool = False,
 ) -> tuple[list[InvitationResult], dict[int, InvitationResult]]:
     """Each requested row's result, and the one row per patient that will be sent."""
     results = [
@@ -133,7 +145,12 @@ def _plan(
             continue
         patient = patients[result.patient_id]
         problem = _row_problem(
-            patient, shared.get(patient.email_key or "", 1), confirm_shared_email, index, channel
+            patient,
+            shared.get(patient.email_key or "", 1),
+            confirm_shared_email,
+            index,
+            channel,
+            texts_off,
         )
         if problem:
             result.problems.append(problem)
@@ -196,6 +213,7 @@ async def send_invitations(
             confirm_shared_email,
             utcnow() + ttl,
             channel,
+            settings.sms_backend == "off",
         )
 
     if request.dry_run:

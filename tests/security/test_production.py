@@ -39,6 +39,11 @@ def settings(**values: Any) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
+def test_production_accepts_a_clinic_that_does_not_text() -> None:
+    values = {k: v for k, v in SAFE.items() if not k.startswith("twilio_")}
+    assert settings(**{**values, "sms_backend": "off"}).is_production
+
+
 @pytest.mark.parametrize(
     ("change", "complaint"),
     [
