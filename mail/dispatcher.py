@@ -50,7 +50,15 @@ from core.clock import utcnow
 from core.settings import Settings
 from mail import compose
 from mail.sms import SMS, ByChannel, sms_transport_for
-from mail.transports import Outcome, Outgoing, Result, Transport, message_deadline, transport_for
+from mail.transports import (
+    Outcome,
+    Outgoing,
+    Result,
+    Transport,
+    message_deadline,
+    transport_for,
+    without_address,
+)
 from models import OutboxMessage, OutboxStatus
 from models.database import discard_connections
 
@@ -358,6 +366,9 @@ class Dispatcher:
         else:
             outcome, reason = DeliveryOutcome.RETRY, result.detail
 
+        # Every transport's words, Twilio's too ("The 'To' number +1617… is not valid"):
+        # the reason is logged and shown on the link.
+        reason = without_address(reason, row.to_addr)
         await self._record(batch, _Entry(row, outcome, reason, attempts, now))
         batch.in_hand.discard(row.id)
         metrics.DELIVERIES.labels(outcome=outcome.value).inc()

@@ -227,9 +227,16 @@ def _reply(exc: BaseException, address: str | None = None) -> str:
         if label is None:
             label = next((d for t, d in _DESCRIBE.items() if isinstance(named, t)), "failed")
         text = f"{label} ({type(named).__name__})"
-    if address:
-        text = re.sub(re.escape(address), "<recipient>", text, flags=re.IGNORECASE)
-    return text[:300]
+    return (without_address(text, address) or "")[:300]
+
+
+def without_address(reason: str | None, address: str | None) -> str | None:
+    """Servers quote the recipient in their replies ("550 5.1.1 <rosa@example.com>:
+    Recipient address rejected"); a reason goes to the log and to the link, so the
+    address is cut out of it."""
+    if not reason or not address:
+        return reason
+    return re.sub(re.escape(address), "<recipient>", reason, flags=re.IGNORECASE)
 
 
 def transport_for(settings: Settings) -> Transport:

@@ -222,6 +222,35 @@ async def test_permanent_failure_revokes_the_link(api: Api, staff: Staff, mailbo
     assert (await OutboxMessage.get()).attempts == 1
 
 
+async def test_a_reply_that_quotes_the_address_is_kept_and_logged_without_it(
+    api: Api,
+    staff: Staff,
+    mailbox: Mailbox,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Real servers quote the recipient ("550 5.1.1 <rosa@…>: Recipient address
+    rejected"); the reason is stored on the link, shown to staff and logged, and none of
+    them may carry the address (SECURITY: no addresses in logs)."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    mailbox.refuse[EMAIL] = f"550 5.1.1 <{EMAIL.upper()}>: Recipient address rejected"
+    pid = await invited(api, staff)
+
+    await api.deliver()
+
+    expected = "permanent SMTP reply: 550 5.1.1 <<recipient>>: Recipient address rejected"
+    row = await OutboxMessage.get()
+    assert row.last_error == expected
+    link = await LinkToken.get(patient_id=pk(pid))
+    assert link.delivery_detail == expected
+    captured = capsys.readouterr()
+    logged = captured.out + captured.err + "\n".join(r.getMessage() for r in caplog.records)
+    assert "mail.delivery_failed" in logged
+    assert EMAIL not in logged.lower()
+
+
 async def test_permanently_failed_link_reads_invalid(
     api: Api, staff: Staff, mailbox: Mailbox
 ) -> None:
