@@ -24,7 +24,10 @@ from graph.context import Info
 PATIENT = "Patient"
 AUDIT_EVENT = "AuditEvent"
 INVITATION = "Invitation"
-NODE_TYPES = (PATIENT, AUDIT_EVENT, INVITATION)
+PRACTICE = "Practice"
+WEBHOOK_ENDPOINT = "WebhookEndpoint"
+WEBHOOK_DELIVERY = "WebhookDelivery"
+NODE_TYPES = (PATIENT, AUDIT_EVENT, INVITATION, PRACTICE, WEBHOOK_ENDPOINT, WEBHOOK_DELIVERY)
 
 PATIENT_ID_DESCRIPTION = (
     "A Patient's global id. Deprecated: the plain decimal ids of earlier versions are"
@@ -77,6 +80,12 @@ def decode_id(value: str, type_name: str, *, legacy: bool = True) -> int | None:
 
 def patient_pk(value: str) -> int | None:
     return decode_id(value, PATIENT)
+
+
+def webhook_endpoint_pk(value: str) -> int | None:
+    """Deprecated like patients' plain ids: the decimal ids endpoints had before they
+    became Relay nodes are still accepted."""
+    return decode_id(value, WEBHOOK_ENDPOINT)
 
 
 def decode_patient_ids(info: Info, values: Iterable[str] | None) -> list[str] | None:

@@ -7,11 +7,25 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from graph.context import Info
-from graph.ids import AUDIT_EVENT, INVITATION, PATIENT, parse_global_id
+from graph.ids import (
+    AUDIT_EVENT,
+    INVITATION,
+    PATIENT,
+    PRACTICE,
+    WEBHOOK_DELIVERY,
+    WEBHOOK_ENDPOINT,
+    parse_global_id,
+)
 from graph.types.audit import AuditEvent
 from graph.types.node import Node
 from graph.types.patient import Invitation, Patient
+from graph.types.practice import Practice
+from graph.types.webhook import WebhookEndpoint
+from graph.webhook_queries import with_attempts
 from models import AuditEvent as AuditEventModel
+from models import Practice as PracticeModel
+from models import WebhookDelivery as DeliveryModel
+from models import WebhookEndpoint as EndpointModel
 
 
 async def resolve_nodes(info: Info, ids: Sequence[str]) -> list[Node | None]:
@@ -35,4 +49,19 @@ async def resolve_nodes(info: Info, ids: Sequence[str]) -> list[Node | None]:
         )
         for event in events:
             found[(AUDIT_EVENT, event.id)] = AuditEvent.from_model(event)
+    if ctx.practice_id in wanted[PRACTICE]:
+        practice = await PracticeModel.get(id=ctx.practice_id)
+        found[(PRACTICE, practice.id)] = Practice.from_model(practice)
+    if wanted[WEBHOOK_ENDPOINT]:
+        endpoints = await EndpointModel.filter(
+            practice_id=ctx.practice_id, id__in=sorted(wanted[WEBHOOK_ENDPOINT])
+        )
+        for endpoint in endpoints:
+            found[(WEBHOOK_ENDPOINT, endpoint.id)] = WebhookEndpoint.from_model(endpoint)
+    if wanted[WEBHOOK_DELIVERY]:
+        deliveries = await DeliveryModel.filter(
+            practice_id=ctx.practice_id, id__in=sorted(wanted[WEBHOOK_DELIVERY])
+        )
+        for delivery, node in zip(deliveries, await with_attempts(deliveries), strict=True):
+            found[(WEBHOOK_DELIVERY, delivery.id)] = node
     return [found.get(item) if item is not None else None for item in parsed]

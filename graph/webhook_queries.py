@@ -5,7 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from graph.context import Info
-from graph.ids import patient_pk
+from graph.ids import patient_pk, webhook_endpoint_pk
 from graph.types.common import PageInfo, page_size
 from graph.types.webhook import (
     WebhookDelivery,
@@ -17,8 +17,18 @@ from graph.types.webhook import (
 )
 from models import PortalEvent, WebhookAttempt
 from models import WebhookDelivery as DeliveryModel
-from onboarding.validation import parse_id
 from onboarding.webhooks import get_endpoint, list_endpoints
+
+
+async def with_attempts(rows: list[DeliveryModel]) -> list[WebhookDelivery]:
+    """Deliveries with their event and every attempt, in two queries for all rows."""
+    found = {e.id: e for e in await PortalEvent.filter(id__in=[d.event_id for d in rows])}
+    attempts: dict[int, list[WebhookAttempt]] = {}
+    for attempt in await WebhookAttempt.filter(delivery_id__in=[d.id for d in rows]).order_by("id"):
+        attempts.setdefault(attempt.delivery_id, []).append(attempt)
+    return [
+        WebhookDelivery.from_models(d, found.get(d.event_id), attempts.get(d.id, [])) for d in rows
+    ]
 
 
 async def webhook_endpoints(info: Info) -> list[WebhookEndpoint]:
@@ -40,11 +50,12 @@ async def webhook_deliveries(
     ctx.require_staff()
     size = page_size(first, default=50, maximum=ctx.settings.max_page_size)
     empty = WebhookDeliveryConnection(
-        edges=[], page_info=PageInfo(
+        edges=[],
+        page_info=PageInfo(
             start_cursor=None, end_cursor=None, _has_next=False, _has_previous=False
-        )
+        ),
     )
-    endpoint = await get_endpoint(ctx.practice_id, parse_id(endpoint_id))
+    endpoint = await get_endpoint(ctx.practice_id, webhook_endpoint_pk(endpoint_id))
     if endpoint is None:
         return empty
     query = DeliveryModel.filter(endpoint_id=endpoint.id)
@@ -57,16 +68,9 @@ async def webhook_deliveries(
         query = query.filter(id__lt=decode_delivery_cursor(after))
     rows = await query.order_by("-id").limit(size + 1)
     page = rows[:size]
-    found = {e.id: e for e in await PortalEvent.filter(id__in=[d.event_id for d in page])}
-    attempts: dict[int, list[WebhookAttempt]] = {}
-    for attempt in await WebhookAttempt.filter(delivery_id__in=[d.id for d in page]).order_by("id"):
-        attempts.setdefault(attempt.delivery_id, []).append(attempt)
     edges = [
-        WebhookDeliveryEdge(
-            cursor=encode_delivery_cursor(d.id),
-            node=WebhookDelivery.from_models(d, found.get(d.event_id), attempts.get(d.id, [])),
-        )
-        for d in page
+        WebhookDeliveryEdge(cursor=encode_delivery_cursor(d.id), node=node)
+        for d, node in zip(page, await with_attempts(page), strict=True)
     ]
     return WebhookDeliveryConnection(
         edges=edges,

@@ -4,8 +4,8 @@ import strawberry
 
 from graph.context import Info
 from graph.errors import UserError, user_errors
+from graph.ids import webhook_endpoint_pk
 from graph.permissions import staff_only
-from onboarding.validation import parse_id
 from onboarding.webhooks import delete_endpoint
 
 
@@ -29,5 +29,7 @@ async def delete_webhook_endpoint(
 ) -> DeleteWebhookEndpointPayload:
     ctx = info.context
     ctx.require_staff()
-    deleted, problems = await delete_endpoint(ctx.actor, ctx.practice_id, parse_id(input.id))
+    deleted, problems = await delete_endpoint(
+        ctx.actor, ctx.practice_id, webhook_endpoint_pk(input.id)
+    )
     return DeleteWebhookEndpointPayload(deleted=deleted, user_errors=user_errors(problems))

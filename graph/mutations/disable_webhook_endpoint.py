@@ -4,9 +4,9 @@ import strawberry
 
 from graph.context import Info
 from graph.errors import UserError, user_errors
+from graph.ids import webhook_endpoint_pk
 from graph.permissions import staff_only
 from graph.types.webhook import WebhookEndpoint
-from onboarding.validation import parse_id
 from onboarding.webhooks import set_enabled
 
 
@@ -30,7 +30,9 @@ async def disable_webhook_endpoint(
 ) -> DisableWebhookEndpointPayload:
     ctx = info.context
     ctx.require_staff()
-    endpoint, problems = await set_enabled(ctx.actor, ctx.practice_id, parse_id(input.id), False)
+    endpoint, problems = await set_enabled(
+        ctx.actor, ctx.practice_id, webhook_endpoint_pk(input.id), False
+    )
     return DisableWebhookEndpointPayload(
         endpoint=WebhookEndpoint.from_model(endpoint) if endpoint else None,
         user_errors=user_errors(problems),

@@ -4,9 +4,9 @@ import strawberry
 
 from graph.context import Info
 from graph.errors import UserError, user_errors
+from graph.ids import webhook_endpoint_pk
 from graph.permissions import staff_only
 from graph.types.webhook import WebhookEndpoint
-from onboarding.validation import parse_id
 from onboarding.webhooks import rotate_secret
 
 
@@ -35,7 +35,7 @@ async def rotate_webhook_secret(
     ctx = info.context
     ctx.require_staff()
     rotated, problems = await rotate_secret(
-        ctx.actor, ctx.practice_id, parse_id(input.id), ctx.settings
+        ctx.actor, ctx.practice_id, webhook_endpoint_pk(input.id), ctx.settings
     )
     if rotated is None:
         return RotateWebhookSecretPayload(

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import strawberry
 
+from graph.ids import PRACTICE, global_id
+from graph.types.node import Node
 from models import Practice as PracticeModel
 
 
@@ -10,7 +12,7 @@ from models import Practice as PracticeModel
     " phone number patients are told to call, the Reply-To address, the sender name and"
     " the time zone message times are written in."
 )
-class Practice:
+class Practice(Node):
     id: strawberry.ID
     display_name: str
     phone: str | None = strawberry.field(description="E.164, e.g. +16175550100.")
@@ -24,7 +26,7 @@ class Practice:
     @classmethod
     def from_model(cls, practice: PracticeModel) -> Practice:
         return cls(
-            id=strawberry.ID(str(practice.id)),
+            id=global_id(PRACTICE, practice.id),
             display_name=practice.name,
             phone=practice.phone,
             reply_to=practice.reply_to,

@@ -9,7 +9,9 @@ from datetime import datetime
 import strawberry
 
 from graph.errors import BadRequest
+from graph.ids import PATIENT, WEBHOOK_DELIVERY, WEBHOOK_ENDPOINT, global_id
 from graph.types.common import PageInfo
+from graph.types.node import Node
 from models import PortalEvent
 from models import WebhookAttempt as AttemptModel
 from models import WebhookDelivery as DeliveryModel
@@ -17,7 +19,7 @@ from models import WebhookEndpoint as EndpointModel
 
 
 @strawberry.type(description="Where a practice's events are posted (Standard Webhooks).")
-class WebhookEndpoint:
+class WebhookEndpoint(Node):
     id: strawberry.ID
     url: str
     event_types: list[str] = strawberry.field(
@@ -36,7 +38,7 @@ class WebhookEndpoint:
     @classmethod
     def from_model(cls, endpoint: EndpointModel) -> WebhookEndpoint:
         return cls(
-            id=strawberry.ID(str(endpoint.id)),
+            id=global_id(WEBHOOK_ENDPOINT, endpoint.id),
             url=endpoint.url,
             event_types=list(endpoint.event_types or []),
             enabled=endpoint.enabled,
@@ -71,7 +73,7 @@ class WebhookAttempt:
 
 
 @strawberry.type(description="One event on its way to one endpoint, with every attempt.")
-class WebhookDelivery:
+class WebhookDelivery(Node):
     id: strawberry.ID
     event_id: str = strawberry.field(description="The webhook-id header (evt_…).")
     event_type: str
@@ -88,10 +90,10 @@ class WebhookDelivery:
         cls, delivery: DeliveryModel, event: PortalEvent | None, attempts: list[AttemptModel]
     ) -> WebhookDelivery:
         return cls(
-            id=strawberry.ID(str(delivery.id)),
+            id=global_id(WEBHOOK_DELIVERY, delivery.id),
             event_id=f"evt_{delivery.event_id}",
             event_type=event.type if event else "",
-            patient_id=strawberry.ID(str(delivery.patient_id)),
+            patient_id=global_id(PATIENT, delivery.patient_id),
             sequence=event.seq if event else 0,
             status=delivery.status.value,
             next_attempt_at=delivery.next_attempt_at if delivery.status == "pending" else None,

@@ -262,6 +262,70 @@ async def test_endpoints_are_the_practice_own(
     assert anonymous["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
 
 
+WEBHOOK_NODES = """
+query($ids: [ID!]!) {
+  nodes(ids: $ids) {
+    __typename id
+    ... on WebhookEndpoint { url }
+    ... on WebhookDelivery { eventType patientId attempts { statusCode } }
+    ... on Practice { displayName }
+  }
+}"""
+
+
+async def test_endpoints_deliveries_and_the_practice_are_relay_nodes(
+    api: Api, staff: Staff, other_staff: Staff, receiver: Receiver
+) -> None:
+    """SPEC 8.2: every object with an identity, webhook endpoints included, is a Node
+    with a global id; node() reads only the staff user's own practice."""
+    # given an endpoint, one delivered event and the practice's profile
+    endpoint_id, _ = await register(api, staff.token, receiver.url)
+    pid = await enabled_patient(api, staff.token)
+    worker = WebhookWorker(api.settings)
+    await deliver_all(worker, receiver, 1)
+    await worker.close()
+    deliveries = await api.gql(
+        "query($id: ID!) { webhookDeliveries(endpointId: $id) { edges { node { id } } } }",
+        {"id": endpoint_id},
+        staff.token,
+    )
+    delivery_id = deliveries["data"]["webhookDeliveries"]["edges"][-1]["node"]["id"]
+    practice = await api.gql("{ practice { id displayName } }", token=staff.token)
+    practice_id = practice["data"]["practice"]["id"]
+
+    # then each id is global (type-tagged, opaque) and node() finds each object
+    import base64
+
+    assert base64.b64decode(endpoint_id).decode().startswith("WebhookEndpoint:")
+    result = await api.gql(
+        WEBHOOK_NODES, {"ids": [endpoint_id, delivery_id, practice_id]}, staff.token
+    )
+    endpoint, delivery, profile = result["data"]["nodes"]
+    assert endpoint == {"__typename": "WebhookEndpoint", "id": endpoint_id, "url": receiver.url}
+    assert delivery["__typename"] == "WebhookDelivery" and delivery["id"] == delivery_id
+    assert delivery["patientId"] == pid  # the patient's global id, as everywhere else
+    assert delivery["attempts"] == [{"statusCode": 204}]
+    assert profile == {
+        "__typename": "Practice",
+        "id": practice_id,
+        "displayName": practice["data"]["practice"]["displayName"],
+    }
+    # and another practice reads none of them
+    other = await api.gql(
+        WEBHOOK_NODES, {"ids": [endpoint_id, delivery_id, practice_id]}, other_staff.token
+    )
+    assert other["data"]["nodes"] == [None, None, None]
+
+    # and mutations take the global id, a deprecated decimal id, but no other type's id
+    legacy = str(int(base64.b64decode(endpoint_id).decode().partition(":")[2]))
+    disabled = await api.gql(SET_ENABLED, {"id": legacy}, staff.token)
+    assert disabled["data"]["disableWebhookEndpoint"]["userErrors"] == []
+    wrong_type = await api.gql(ENABLE_ENDPOINT, {"id": pid}, staff.token)
+    assert wrong_type["data"]["enableWebhookEndpoint"]["userErrors"] == [{"code": "NOT_FOUND"}]
+    enabled = await api.gql(ENABLE_ENDPOINT, {"id": endpoint_id}, staff.token)
+    assert enabled["data"]["enableWebhookEndpoint"]["endpoint"]["enabled"] is True
+
+
 async def test_event_type_filter_and_bad_input(api: Api, staff: Staff, receiver: Receiver) -> None:
     # given an endpoint for invitations only
     await register(api, staff.token, receiver.url, ["invitation.sent"])
