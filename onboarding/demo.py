@@ -72,7 +72,9 @@ def generate_patients(
             if family_emails and rng.random() < 0.05:
                 email = rng.choice(family_emails)  # a shared family address
             else:
-                email = f"{first}.{last}.{n}@{rng.choice(DOMAINS)}".lower().replace("'", "")
+                # "Van der Berg" and "O'Brien" make no valid local part as they are.
+                local = f"{first}.{last}.{n}".lower().replace("'", "").replace(" ", "")
+                email = f"{local}@{rng.choice(DOMAINS)}"
                 if rng.random() < 0.1:
                     family_emails.append(email)
         status = rng.choices(
