@@ -137,11 +137,19 @@ FROM link_token l"""
 class PatientReader:
     """Reads patients of one practice; every statement is scoped to ``practice_id``."""
 
-    def __init__(self, practice_id: int, temporary_password_ttl: timedelta) -> None:
+    def __init__(
+        self,
+        practice_id: int,
+        temporary_password_ttl: timedelta,
+        *,
+        dialect: str | None = None,
+    ) -> None:
         self.practice_id = practice_id
         self.temporary_password_ttl = temporary_password_ttl
-        self.conn = connection()
-        self.dialect = dialect_of(self.conn)
+        # With ``dialect`` the reader only builds statements (bench/reference.py runs
+        # the service's own SQL through a bare driver); without, it runs them.
+        self.conn = connection() if dialect is None else None  # type: ignore[assignment]
+        self.dialect = dialect or dialect_of(self.conn)
         self.now = utcnow()
 
     def _query(self) -> tuple[_Query, str]:
@@ -236,6 +244,21 @@ class PatientReader:
     ) -> Page:
         """``size`` rows after ``boundary`` (or, ``backward``, the ``size`` rows before
         it), in list order either way."""
+        sql, values = self.page_statement(size, boundary, flt, backward=backward)
+        rows = [self._row(r) for r in await self.conn.execute_query_dict(sql, values)]
+        page = rows[:size]
+        if backward:
+            page.reverse()
+        return Page(page, len(rows) > size)
+
+    def page_statement(
+        self,
+        size: int,
+        boundary: SortKey | None,
+        flt: OnboardingFilter | None,
+        *,
+        backward: bool = False,
+    ) -> tuple[str, list[Any]]:
         q, status = self._filtered(flt)
         if boundary is not None:
             self._beyond(q, boundary, "<" if backward else ">")
@@ -252,11 +275,7 @@ class PatientReader:
             sql = _SELECT.format(status=status, source="patient p") + " WHERE " + where
         direction = " DESC" if backward else ""
         sql += " ORDER BY " + ", ".join(c + direction for c in _ORDER) + f" LIMIT {limit}"
-        rows = [self._row(r) for r in await self.conn.execute_query_dict(sql, q.params.values)]
-        page = rows[:size]
-        if backward:
-            page.reverse()
-        return Page(page, len(rows) > size)
+        return sql, q.params.values
 
     async def any_beyond(
         self, boundary: SortKey, flt: OnboardingFilter | None, *, before: bool
@@ -315,6 +334,14 @@ class PatientReader:
 
     async def status_counts(self, flt: OnboardingFilter | None) -> dict[PortalStatus, int]:
         """Counts per status for the filter without its status part, in one grouped query."""
+        sql, values = self.counts_statement(flt)
+        rows = await self.conn.execute_query_dict(sql, values)
+        counts = {s: 0 for s in PortalStatus}
+        for r in rows:
+            counts[PortalStatus(r["status"])] = int(r["n"])
+        return counts
+
+    def counts_statement(self, flt: OnboardingFilter | None) -> tuple[str, list[Any]]:
         q, status = self._query()
         self._apply_filter(q, flt)
         sql = (
@@ -324,11 +351,7 @@ class PatientReader:
             + " AND ".join(q.where)
             + ") s GROUP BY s.status"
         )
-        rows = await self.conn.execute_query_dict(sql, q.params.values)
-        counts = {s: 0 for s in PortalStatus}
-        for r in rows:
-            counts[PortalStatus(r["status"])] = int(r["n"])
-        return counts
+        return sql, q.params.values
 
     def _row(self, r: dict[str, Any]) -> PatientRow:
         account = None
