@@ -279,14 +279,10 @@ async def build(url: str, total: int, seed: int, layout: str = "groups") -> dict
             p["cursor_ids"] = rng.sample(ids, min(len(ids), 400))
             # The sort keys of those rows: a deep page's cursor is the sealed key.
             keys = dict(
-                await Patient.filter(id__in=p["cursor_ids"]).values_list(
-                    "id", "last_name_key"
-                )
+                await Patient.filter(id__in=p["cursor_ids"]).values_list("id", "last_name_key")
             )
             firsts = dict(
-                await Patient.filter(id__in=p["cursor_ids"]).values_list(
-                    "id", "first_name_key"
-                )
+                await Patient.filter(id__in=p["cursor_ids"]).values_list("id", "first_name_key")
             )
             p["cursor_keys"] = [[keys[i], firsts[i], i] for i in p["cursor_ids"]]
             p["search_terms"] = sorted({r[4][:3] for r in rows if len(r[4]) >= 3})[:60]

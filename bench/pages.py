@@ -34,7 +34,9 @@ from bench.servers import BENCH_SECRET_KEY, service_env, start, start_service, w
 from bench.workload import ONBOARDING_QUERY, STATUSES, pick_practice, write_requests
 from core.sealing import Sealer
 
-NO_COUNTS_QUERY = ONBOARDING_QUERY.replace("    totalCount\n    statusCounts { status count }\n", "")
+NO_COUNTS_QUERY = ONBOARDING_QUERY.replace(
+    "    totalCount\n    statusCounts { status count }\n", ""
+)
 assert NO_COUNTS_QUERY != ONBOARDING_QUERY
 
 SHAPES = ("first", "status", "search", "deep", "first-no-counts")
@@ -84,7 +86,9 @@ def check_identical(urls: dict[str, str], requests: list[tuple[str, str]]) -> in
     with httpx.Client(trust_env=False, timeout=60) as client:
         for token, body in requests:
             headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-            answers = {n: client.post(u, content=body, headers=headers).content for n, u in urls.items()}
+            answers = {
+                n: client.post(u, content=body, headers=headers).content for n, u in urls.items()
+            }
             svc = answers["service"]
             if b'"errors"' in svc:
                 raise SystemExit(f"the service answered errors: {svc[:500]!r}")
@@ -102,8 +106,13 @@ def measure(
 ) -> dict[str, Any]:
     start_load("warm-up", url, path, connections=conns, duration=2, loader=loader).result()
     return start_load(
-        "load", url, path, connections=conns, duration=duration if not count else 120,
-        loader=loader, count=count,
+        "load",
+        url,
+        path,
+        connections=conns,
+        duration=duration if not count else 120,
+        loader=loader,
+        count=count,
     ).result()
 
 
@@ -162,30 +171,53 @@ def main(argv: list[str] | None = None) -> int:
             for name, u in urls.items():
                 tp = measure(u, path, args.connections, args.duration, loader)
                 one = measure(u, path, 1, args.duration, loader, count=args.latency_requests)
-                row[name] = {"rps": tp["rps"], "p50_ms": one["p50_us"] / 1000,
-                             "errors": tp["errors"] + one["errors"]}
-                print(f"  {shape:16s} {name:9s} {tp['rps']:8.1f} req/s  1-conn p50"
-                      f" {one['p50_us'] / 1000:6.2f} ms  errors {tp['errors'] + one['errors']}",
-                      file=sys.stderr, flush=True)
+                row[name] = {
+                    "rps": tp["rps"],
+                    "p50_ms": one["p50_us"] / 1000,
+                    "errors": tp["errors"] + one["errors"],
+                }
+                print(
+                    f"  {shape:16s} {name:9s} {tp['rps']:8.1f} req/s  1-conn p50"
+                    f" {one['p50_us'] / 1000:6.2f} ms  errors {tp['errors'] + one['errors']}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             results[shape] = row
     finally:
         svc.stop()
         refs.stop()
     print()
-    print(f"Onboarding page by shape: {plan['patients']:,} patients ({plan.get('layout', 'groups')}),"
-          f" {args.backend}, {args.connections} connections x {args.duration:g} s, loader {loader}"
-          + (", largest practice only" if args.largest else ""))
-    head = ("shape", "honest/s", "same-SQL/s", "service/s", "svc/honest", "svc/same",
-            "p50 honest", "p50 same", "p50 svc", "p50 svc/honest", "identical")
+    print(
+        f"Onboarding page by shape: {plan['patients']:,} patients ({plan.get('layout', 'groups')}),"
+        f" {args.backend}, {args.connections} connections x {args.duration:g} s, loader {loader}"
+        + (", largest practice only" if args.largest else "")
+    )
+    head = (
+        "shape",
+        "honest/s",
+        "same-SQL/s",
+        "service/s",
+        "svc/honest",
+        "svc/same",
+        "p50 honest",
+        "p50 same",
+        "p50 svc",
+        "p50 svc/honest",
+        "identical",
+    )
     print("| " + " | ".join(head) + " |")
     print("|" + "|".join("---" for _ in head) + "|")
     for shape, r in results.items():
         h, s, v = r["honest"], r["same-sql"], r["service"]
-        print(f"| {shape} | {h['rps']:.0f} | {s['rps']:.0f} | {v['rps']:.0f} |"
-              f" {v['rps'] / h['rps']:.2f}x | {v['rps'] / s['rps']:.2f}x |"
-              f" {h['p50_ms']:.2f} | {s['p50_ms']:.2f} | {v['p50_ms']:.2f} |"
-              f" {v['p50_ms'] / h['p50_ms']:.2f}x | {r['identical']} pages |")
-    (out / "results.json").write_text(json.dumps({"plan_patients": plan["patients"], "results": results}, indent=1))
+        print(
+            f"| {shape} | {h['rps']:.0f} | {s['rps']:.0f} | {v['rps']:.0f} |"
+            f" {v['rps'] / h['rps']:.2f}x | {v['rps'] / s['rps']:.2f}x |"
+            f" {h['p50_ms']:.2f} | {s['p50_ms']:.2f} | {v['p50_ms']:.2f} |"
+            f" {v['p50_ms'] / h['p50_ms']:.2f}x | {r['identical']} pages |"
+        )
+    (out / "results.json").write_text(
+        json.dumps({"plan_patients": plan["patients"], "results": results}, indent=1)
+    )
     print(f"(details in {out.relative_to(ROOT)})")
     return 0
 

@@ -153,9 +153,8 @@ def honest_statement(
     ctes = []
     if search:
         # Matched once: the page and the counts read the same few rows.
-        mat = "" if sqlite else " MATERIALIZED"
         ctes.append(
-            f"m AS{mat} (SELECT {PAGE_COLUMNS}, {status} AS status FROM patient p"
+            f"m AS MATERIALIZED (SELECT {PAGE_COLUMNS}, {status} AS status FROM patient p"
             f" WHERE {' AND '.join(where)})"
         )
         page_source = "m"
@@ -408,7 +407,7 @@ async def honest(request: Request) -> Response:
 
 async def same_sql(request: Request) -> Response:
     """The service's own statements (PatientReader's builders) through the bare driver."""
-    from onboarding.listing import OnboardingFilter, PatientReader
+    from onboarding.listing import OnboardingFilter, PageWants, PatientReader
     from onboarding.status import PortalStatus
 
     digest = token_digest(request)
@@ -426,10 +425,13 @@ async def same_sql(request: Request) -> Response:
         reachable_by=flt.get("reachableBy"),
     )
 
-    def statements(practice_id: int, dialect: str) -> tuple[Any, Any]:
+    # The workload's query selects every field: the service joins all, and brings the
+    # counts in the page statement when the query has them.
+    wants = PageWants(counts=want_counts)
+
+    def statement(practice_id: int, dialect: str) -> tuple[str, list[Any]]:
         reader = PatientReader(practice_id, TEMP_TTL, dialect=dialect)
-        page = reader.page_statement(first, open_cursor(after, practice_id), data)
-        return page, reader.counts_statement(data) if want_counts else None
+        return reader.page_statement(first, open_cursor(after, practice_id), data, wants=wants)
 
     if IS_SQLITE:
         conn: sqlite3.Connection = state["sqlite"]
@@ -438,23 +440,27 @@ async def same_sql(request: Request) -> Response:
             return error("authentication required")
         practice_id = row[0]
         try:
-            page, counts_sql = statements(practice_id, "sqlite")
+            sql, values = statement(practice_id, "sqlite")
         except BadRequest as exc:
             return error(str(exc))
-        rows = conn.execute(*page).fetchall()
-        count_rows = conn.execute(*counts_sql).fetchall() if counts_sql else None
+        rows = conn.execute(sql, values).fetchall()
     else:
         async with state["pool"].acquire() as pg:
             practice_id = await pg.fetchval(STAFF_SQL.format(d="$1", t="$2"), digest, staff_cutoff)
             if practice_id is None:
                 return error("authentication required")
             try:
-                page, counts_sql = statements(practice_id, "postgres")
+                sql, values = statement(practice_id, "postgres")
             except BadRequest as exc:
                 return error(str(exc))
-            rows = await pg.fetch(page[0], *page[1])
-            count_rows = await pg.fetch(counts_sql[0], *counts_sql[1]) if counts_sql else None
-    counts = {r["status"]: int(r["n"]) for r in count_rows} if count_rows is not None else None
+            rows = await pg.fetch(sql, *values)
+    counts = None
+    if want_counts:
+        counts = {
+            s.value: n for s, n in PatientReader._counts_of(rows[0]["cs"], rows[0]["cn"]).items()
+        }
+        if rows[0]["id"] is None:
+            rows = []
     return Response(
         render(rows, first, counts, flt.get("status"), SEALER, practice_id),
         media_type="application/json",
