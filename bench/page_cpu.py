@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
 import contextlib
+import cProfile
 import io
 import json
 import logging
@@ -29,7 +29,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -61,7 +60,7 @@ async def run(args: argparse.Namespace) -> None:
         mail_backend="smtp",
     )
     service = create_app(settings)
-    plan = json.loads(Path(args.plan).read_text())
+    plan = args.plan_data
     requests = shape_requests(plan, args.shape, args.rounds, seed=5, largest=False)
     apps = {"service": service, "honest": reference.app}
     cpu: dict[str, list[float]] = {name: [] for name in apps}
@@ -116,6 +115,7 @@ def main() -> None:
     args = ap.parse_args()
     # The service's request logs go to a file: their cost stays in, the noise out.
     sys.stdout.flush()
+    args.plan_data = json.loads(Path(args.plan).read_text())
     asyncio.run(run(args))
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import subprocess
 import sys
 import time
@@ -124,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layout", choices=["groups", "one-large"], default="groups")
     ap.add_argument("--reuse-plan", type=Path, help="a plan.json of bench.data for this database")
     ap.add_argument("--largest", action="store_true", help="pages of the largest practice only")
-    ap.add_argument("--duration", type=float, default=8.0)
+    ap.add_argument("--duration", type=float, default=4.0, help="seconds per round and server")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per shape")
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--latency-requests", type=int, default=200)
     ap.add_argument("--shapes", default=",".join(SHAPES))
@@ -168,17 +170,49 @@ def main(argv: list[str] | None = None) -> int:
             path = write_requests(out / f"{shape}.txt", reqs)
             checked = check_identical(urls, reqs[:: len(reqs) // 30][:30])
             row: dict[str, Any] = {"identical": checked}
-            for name, u in urls.items():
-                tp = measure(u, path, args.connections, args.duration, loader)
-                one = measure(u, path, 1, args.duration, loader, count=args.latency_requests)
+            # Interleaved rounds, medians: other programs' load moves between rounds,
+            # not between the three columns.
+            tps: dict[str, list[float]] = {name: [] for name in urls}
+            p50s: dict[str, list[float]] = {name: [] for name in urls}
+            errors = dict.fromkeys(urls, 0)
+            for u in urls.values():  # warm-up
+                start_load(
+                    "warm-up", u, path, connections=args.connections, duration=2, loader=loader
+                ).result()
+            for _ in range(args.rounds):
+                for name, u in urls.items():
+                    tp = start_load(
+                        "load",
+                        u,
+                        path,
+                        connections=args.connections,
+                        duration=args.duration,
+                        loader=loader,
+                    ).result()
+                    one = start_load(
+                        "one",
+                        u,
+                        path,
+                        connections=1,
+                        duration=120,
+                        loader=loader,
+                        count=args.latency_requests,
+                    ).result()
+                    tps[name].append(tp["rps"])
+                    p50s[name].append(one["p50_us"] / 1000)
+                    errors[name] += tp["errors"] + one["errors"]
+            for name in urls:
                 row[name] = {
-                    "rps": tp["rps"],
-                    "p50_ms": one["p50_us"] / 1000,
-                    "errors": tp["errors"] + one["errors"],
+                    "rps": statistics.median(tps[name]),
+                    "p50_ms": statistics.median(p50s[name]),
+                    "errors": errors[name],
+                    "rounds_rps": tps[name],
+                    "rounds_p50_ms": p50s[name],
                 }
                 print(
-                    f"  {shape:16s} {name:9s} {tp['rps']:8.1f} req/s  1-conn p50"
-                    f" {one['p50_us'] / 1000:6.2f} ms  errors {tp['errors'] + one['errors']}",
+                    f"  {shape:16s} {name:9s} {row[name]['rps']:8.1f} req/s  1-conn p50"
+                    f" {row[name]['p50_ms']:6.2f} ms  errors {errors[name]}"
+                    f"  (rounds {', '.join(f'{x:.0f}' for x in tps[name])})",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -189,8 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         f"Onboarding page by shape: {plan['patients']:,} patients ({plan.get('layout', 'groups')}),"
-        f" {args.backend}, {args.connections} connections x {args.duration:g} s, loader {loader}"
-        + (", largest practice only" if args.largest else "")
+        f" {args.backend}, {args.connections} connections, median of {args.rounds} interleaved"
+        f" rounds of {args.duration:g} s, 1-connection p50 over {args.latency_requests}"
+        f" requests, loader {loader}" + (", largest practice only" if args.largest else "")
     )
     head = (
         "shape",
