@@ -200,7 +200,10 @@ def honest_statement(
             f" LEFT JOIN pg ON 1 = 1{joins} ORDER BY pg.last_name_key, pg.first_name_key, pg.id"
         )
     else:
-        sql = f"WITH {', '.join(ctes)} SELECT {select_page} FROM pg{joins} ORDER BY {order}"
+        sql = (
+            f"WITH {', '.join(ctes)} SELECT {select_page} FROM pg{joins}"
+            " ORDER BY pg.last_name_key, pg.first_name_key, pg.id"
+        )
     return sql, prm.values
 
 
