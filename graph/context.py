@@ -21,8 +21,8 @@ from models import ActorType, PatientSession, StaffUser
 from onboarding.actor import Actor
 from onboarding.admin import STAFF_PREFIX
 from onboarding.listing import PatientReader
-from onboarding.sql import Params, connection, dialect_of
 from onboarding.sessions import SESSION_PREFIX, find_session
+from onboarding.sql import Params, connection, dialect_of
 
 
 def client_address(request: Request, trusted_proxies: list[str]) -> str | None:
@@ -105,6 +105,7 @@ class Context:
         if not self.session.full_access and not restricted_ok:
             raise PasswordChangeRequired()
         return self.session
+
     def patient_reader(self) -> PatientReader:
         """Reads of the staff user's practice (every statement scoped to it)."""
         return PatientReader(
