@@ -33,20 +33,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def request(
-    port: int, body: bytes | None, path: str = "/graphql", source: str = "127.0.0.1"
-) -> tuple[bytes, float]:
+def request(port: int, body: bytes | None, path: str = "/graphql", source: str = "127.0.0.1") -> tuple[bytes, float]:
     started = time.perf_counter()
-    with socket.create_connection(
-        ("127.0.0.1", port), timeout=60, source_address=(source, 0)
-    ) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=60, source_address=(source, 0)) as sock:
         if body is None:
             sock.sendall(f"GET {path} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n".encode())
         else:
             sock.sendall(
                 f"POST {path} HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                + body
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
             )
         chunks = []
         while chunk := sock.recv(65536):
@@ -162,14 +157,7 @@ def main() -> None:
     }
     log = (tmp / "server.log").open("wb")
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import portal_cli; portal_cli.main()",
-            "serve",
-            "--port",
-            str(port),
-        ],
+        [sys.executable, "-c", "import portal_cli; portal_cli.main()", "serve", "--port", str(port)],
         cwd=REPO,
         env=env,
         stdout=log,
@@ -181,9 +169,7 @@ def main() -> None:
                 if b"200 OK" in request(port, None, "/healthz")[0]:
                     break
             time.sleep(0.2)
-        for n in dict.fromkeys(
-            (args.chain, 20)
-        ):  # n=20 passes the nesting cap: the cost refuses it
+        for n in dict.fromkeys((args.chain, 20)):  # n=20 passes the nesting cap: the cost refuses it
             chain_figures(port, n)
         slow_client(port, args.slow, args.hold)
     finally:

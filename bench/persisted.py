@@ -58,10 +58,7 @@ async def main() -> None:
         }
     )
     hashed = orjson.dumps(
-        {
-            "variables": variables,
-            "extensions": {"persistedQuery": {"version": 1, "sha256Hash": digest}},
-        }
+        {"variables": variables, "extensions": {"persistedQuery": {"version": 1, "sha256Hash": digest}}}
     )
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     times: dict[str, list[float]] = {"full text": [], "hash only": []}
@@ -91,15 +88,9 @@ async def main() -> None:
     hash_ms = statistics.median(times["hash only"]) * 1000
     pv_ms = statistics.median(parse_validate) * 1000
     print(f"Onboarding page, 50 rows of {args.patients} patients, {args.rounds} rounds each")
-    print(
-        f"request body      full text {len(full):5d} B   hash only {len(hashed):5d} B   ratio {len(hashed) / len(full):.2f}"
-    )
-    print(
-        f"median latency    full text {full_ms:6.2f} ms  hash only {hash_ms:6.2f} ms  ratio {hash_ms / full_ms:.3f}"
-    )
-    print(
-        f"parse+validate of the document without the caches: {pv_ms:.2f} ms ({pv_ms / full_ms:.1%} of a full-text request)"
-    )
+    print(f"request body      full text {len(full):5d} B   hash only {len(hashed):5d} B   ratio {len(hashed) / len(full):.2f}")
+    print(f"median latency    full text {full_ms:6.2f} ms  hash only {hash_ms:6.2f} ms  ratio {hash_ms / full_ms:.3f}")
+    print(f"parse+validate of the document without the caches: {pv_ms:.2f} ms ({pv_ms / full_ms:.1%} of a full-text request)")
 
 
 if __name__ == "__main__":

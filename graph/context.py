@@ -152,8 +152,9 @@ async def find_staff(token: str, ttl: timedelta) -> StaffUser | None:
     # Onboarding page's CPU, issue 15).
     conn = connection()
     params = Params(dialect_of(conn))
+    # Only the placeholder is formatted in; the digest travels as a parameter.
     sql = (
-        f"SELECT * FROM staff_user WHERE token_digest = {params(digest(token))}"
+        f"SELECT * FROM staff_user WHERE token_digest = {params(digest(token))}"  # noqa: S608
         " AND active AND revoked_at IS NULL LIMIT 1"
     )
     rows = await conn.execute_query_dict(sql, params.values)
