@@ -65,11 +65,13 @@ async def run(url: str, plan: dict[str, Any], shapes: list[str], repeat: int, sh
             service = [
                 ("service page+counts", *reader.page_statement(50, boundary, data, wants=wants))
             ]
+            only_page = [("service page alone", *reader.page_statement(50, boundary, data))]
             honest = [
                 ("honest page+counts", *honest_statement(False, pid, 50, boundary, flt, True))
             ]
-            total = {"service": 0.0, "honest": 0.0}
-            for group, statements in (("service", service), ("honest", honest)):
+            total = {"service": 0.0, "honest": 0.0, "page alone": 0.0}
+            groups = (("service", service), ("honest", honest), ("page alone", only_page))
+            for group, statements in groups:
                 for name, sql, values in statements:
                     text, ms = await explain(conn, sql, values, repeat)
                     total[group] += ms
@@ -78,7 +80,9 @@ async def run(url: str, plan: dict[str, Any], shapes: list[str], repeat: int, sh
                         print(text)
             print(
                 f"=== {shape} (practice of {practice['size']}): service {total['service']:.2f} ms,"
-                f" honest {total['honest']:.2f} ms in PostgreSQL"
+                f" honest {total['honest']:.2f} ms in PostgreSQL; the service's page without"
+                f" counts {total['page alone']:.2f} ms (with counts"
+                f" {total['service'] / max(total['page alone'], 1e-9):.1f}x)"
             )
     finally:
         await conn.close()
