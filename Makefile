@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install clients run demo serve test test-sqlite test-postgres lint schema bench clean catalogs
+.PHONY: install clients run demo serve test test-sqlite test-postgres lint schema bench bench-pages clean catalogs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -85,6 +85,10 @@ schema: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+# The Onboarding page by shape: service vs honest vs same-SQL reference (issue 15).
+bench-pages: $(STAMP)
+	$(BIN)/python -m bench.pages --postgres-url $${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/portal_bench}
 
 clean:
 	rm -rf $(VENV) portal.sqlite3* mail-outbox .demo-token .demo-token.db tests/clients/node_modules

@@ -44,11 +44,14 @@ LARGE_SHARE = 0.22  # each of the two large practices
 ACCOUNT_SHARE = 0.40  # of all patients
 
 
-def practice_sizes(total: int, practices: int = N_PRACTICES) -> list[int]:
-    large = round(total * LARGE_SHARE)
-    rest = total - 2 * large
-    small, extra = divmod(rest, practices - 2)
-    return [large, large] + [small + (1 if i < extra else 0) for i in range(practices - 2)]
+def practice_sizes(total: int, practices: int = N_PRACTICES, layout: str = "groups") -> list[int]:
+    """``groups``: two large groups of 22% each, the rest even. ``one-large``: one practice
+    of a quarter of all patients (250,000 of 1,000,000, issue 15), the rest even."""
+    larges = [round(total * LARGE_SHARE)] * 2 if layout == "groups" else [round(total * 0.25)]
+    rest = total - sum(larges)
+    others = practices - len(larges)
+    small, extra = divmod(rest, others)
+    return larges + [small + (1 if i < extra else 0) for i in range(others)]
 
 
 async def reset_postgres(url: str) -> None:
@@ -216,7 +219,7 @@ async def add_links(practice_id: int, staff_id: int, rng: random.Random) -> Coun
     return kinds
 
 
-async def build(url: str, total: int, seed: int) -> dict[str, Any]:
+async def build(url: str, total: int, seed: int, layout: str = "groups") -> dict[str, Any]:
     from tortoise import connections
 
     from core.settings import Settings
@@ -237,7 +240,7 @@ async def build(url: str, total: int, seed: int) -> dict[str, Any]:
     practices: list[dict[str, Any]] = []
     link_kinds: Counter[str] = Counter()
     try:
-        for index, size in enumerate(practice_sizes(total)):
+        for index, size in enumerate(practice_sizes(total, layout=layout)):
             practice = await create_practice(f"Bench Practice {index + 1:02d}")
             staff, token = await create_staff(practice.id, "Bench Front Desk")
             await insert_patients(
@@ -274,6 +277,14 @@ async def build(url: str, total: int, seed: int) -> dict[str, Any]:
             )
             ids = [r[0] for r in rows]
             p["cursor_ids"] = rng.sample(ids, min(len(ids), 400))
+            # The sort keys of those rows: a deep page's cursor is the sealed key.
+            keys = dict(
+                await Patient.filter(id__in=p["cursor_ids"]).values_list("id", "last_name_key")
+            )
+            firsts = dict(
+                await Patient.filter(id__in=p["cursor_ids"]).values_list("id", "first_name_key")
+            )
+            p["cursor_keys"] = [[keys[i], firsts[i], i] for i in p["cursor_ids"]]
             p["search_terms"] = sorted({r[4][:3] for r in rows if len(r[4]) >= 3})[:60]
             p["invitable"] = [
                 r[0] for r in rows if r[1] and r[2] in invitable_statuses and r[3] is not None
@@ -304,6 +315,7 @@ async def build(url: str, total: int, seed: int) -> dict[str, Any]:
         "database_url": url,
         "patients": total,
         "seed": seed,
+        "layout": layout,
         "load_seconds": round(load_seconds, 1),
         "with_email": with_email,
         "accounts": accounts_total,
@@ -319,9 +331,15 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--layout",
+        choices=["groups", "one-large"],
+        default="groups",
+        help="groups: two practices of 22%% each; one-large: one practice of 25%%",
+    )
     args = parser.parse_args()
     require_loopback(args.database_url)
-    plan = asyncio.run(build(args.database_url, args.patients, args.seed))
+    plan = asyncio.run(build(args.database_url, args.patients, args.seed, args.layout))
     write_json(args.out, plan)
     total = plan["patients"]
     print(

@@ -17,6 +17,10 @@ from pathlib import Path
 
 from bench.common import ROOT
 
+# The service's cursor secret for every benchmark run, so the references and the request
+# files (deep pages) seal cursors the service opens. Never a production key.
+BENCH_SECRET_KEY = "bench-only-secret-key-not-for-production-0123456789"
+
 # No proxy, ever: every request goes straight to 127.0.0.1.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -51,10 +55,11 @@ def service_env(database_url: str, smtp_port: int, extra: dict[str, str]) -> dic
             "PORTAL_LINK_BASE_URL": "https://portal.example.invalid/activate",
             # One sendInvitation request carries 10,000 ids (about 90 kB of JSON).
             "PORTAL_MAX_BODY_BYTES": "1000000",
+            "PORTAL_SECRET_KEY": BENCH_SECRET_KEY,
+            # Local SMTP without TLS and no SMS provider: the relaxed production rules.
+            "PORTAL_ALLOW_INSECURE_DEFAULTS": "true",
         }
     )
-    if database_url.startswith("sqlite"):
-        env["PORTAL_ALLOW_INSECURE_DEFAULTS"] = "true"
     env.update(extra)
     return env
 
@@ -162,6 +167,7 @@ def start_service(env: dict[str, str], port: int, workers: int, log: Path) -> Pr
 def start_reference(database_url: str, port: int, log: Path) -> Proc:
     env = base_env()
     env["BENCH_REF_DATABASE_URL"] = database_url
+    env["BENCH_REF_SECRET_KEY"] = BENCH_SECRET_KEY
     proc = start(
         "reference",
         [

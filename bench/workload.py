@@ -10,7 +10,6 @@ all at once at the start of a run can all land on one worker)."""
 
 from __future__ import annotations
 
-import base64
 import json
 import random
 from pathlib import Path
@@ -63,8 +62,13 @@ PAGE_SIZE = 50
 CLOSE_EVERY = 25
 
 
-def cursor_for(patient_id: int) -> str:
-    return base64.urlsafe_b64encode(f"patient:{patient_id}".encode()).decode()
+def cursor_for(practice: dict[str, Any], key: list[Any]) -> str:
+    """A cursor the service opens: the row's sort key sealed for the practice's list
+    with the benchmark's fixed secret key (graph/cursors.py)."""
+    from bench.servers import BENCH_SECRET_KEY
+    from core.sealing import Sealer
+
+    return Sealer(BENCH_SECRET_KEY, "cursor").seal(f"onboarding|{practice['id']}", list(key))
 
 
 def random_filter(rng: random.Random, practice: dict[str, Any]) -> dict[str, Any] | None:
@@ -86,8 +90,8 @@ def page_variables(rng: random.Random, practice: dict[str, Any]) -> dict[str, An
     flt = random_filter(rng, practice)
     if flt is not None:
         variables["filter"] = flt
-    if rng.random() < 0.5 and practice["cursor_ids"]:
-        variables["after"] = cursor_for(rng.choice(practice["cursor_ids"]))
+    if rng.random() < 0.5 and practice.get("cursor_keys"):
+        variables["after"] = cursor_for(practice, rng.choice(practice["cursor_keys"]))
     return variables
 
 

@@ -18,6 +18,7 @@ from graphql import FieldNode, OperationDefinitionNode
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
 from tortoise import connections
 
 from core import metrics
@@ -45,7 +46,9 @@ class RequestMetrics(SchemaExtension):
         result = ctx.result
         if result is None or result.errors:
             outcome = "error"
-        elif _has_user_errors(result.data):
+        elif ctx.operation_type is OperationType.MUTATION and _has_user_errors(result.data):
+            # userErrors live in mutation payloads only: a query's answer (an Onboarding
+            # page: ~900 values) is not walked (issue 15).
             outcome = "user_error"
         else:
             outcome = "ok"

@@ -20,6 +20,7 @@ from graph.types.onboarding import (
     PatientConnection,
     StatusCount,
     connection_from_page,
+    page_wants,
 )
 from graph.types.patient import Patient, PortalAccount
 from graph.types.practice import Practice
@@ -112,7 +113,13 @@ class Query:
         cursors = ctx.cursors
         boundary = cursors.open_patient(request.cursor) if request.cursor else None
         patient_reader = reader(info)
-        page = await patient_reader.page(request.size, boundary, data, backward=request.backward)
+        page = await patient_reader.page(
+            request.size,
+            boundary,
+            data,
+            backward=request.backward,
+            wants=page_wants(info._raw_info),
+        )
         return connection_from_page(patient_reader, cursors, data, request, boundary, page)
 
     @strawberry.field(

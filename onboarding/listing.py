@@ -1,7 +1,9 @@
 """The Onboarding Tool's reads: one patient, a page of patients, counts per status.
 
-A page is at most two statements whatever its size: the page itself (patient, account
-and newest link joined, status computed in SQL) and, when asked for, the grouped counts.
+A page is one statement whatever its size (issue 15): the page's rows chosen from
+``patient`` (status computed in SQL), then joined to what the query selects (account,
+newest link, shared-address count), with the counts per status in the same statement
+when the query asks for them.
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
+
+import orjson
+from tortoise.backends.base.client import BaseDBAsyncClient
 
 from core.clock import utcnow
 from onboarding.sql import Params, as_date, as_datetime, connection, dialect_of, like_pattern
@@ -81,11 +86,27 @@ class OnboardingFilter:
     reachable_by: Sequence[str] | None = None
 
 
+@dataclass(frozen=True)
+class PageWants:
+    """What the query selects beyond the patient's own columns (graph lookahead): a page
+    joins and counts only what is asked for (issue 15)."""
+
+    account: bool = True
+    invitation: bool = True
+    shared: bool = True
+    counts: bool = False
+
+
+ALL = PageWants()
+
+
 @dataclass
 class Page:
     rows: list[PatientRow]
     # More rows beyond the page in the direction of paging.
     has_more: bool
+    # Counts per status for the filter without its status part, when asked for.
+    counts: dict[PortalStatus, int] | None = None
 
 
 @dataclass
@@ -93,6 +114,7 @@ class _Query:
     params: Params
     where: list[str] = field(default_factory=list)
     indexed_search: bool = False
+    searched: bool = False
 
 
 _SELECT = """SELECT p.id, p.practice_id, p.chart_number, p.first_name, p.last_name,
@@ -120,6 +142,22 @@ SEARCH_TEXT = (
     " || ' ' || coalesce(p.email_key, ''))"
 )
 
+# The page's own patient columns, chosen before any join (page_statement).
+_PATIENT_COLUMNS = (
+    "p.id, p.practice_id, p.chart_number, p.first_name, p.last_name, p.date_of_birth,"
+    " p.email, p.zip_code, p.chart_status, p.portal_enabled, p.last_name_key,"
+    " p.first_name_key, p.preferred_language, p.mobile_phone, p.sms_consent, p.email_key,"
+    " p.last_link_id"
+)
+_ACCOUNT_COLUMNS = (
+    "a.id AS a_id, a.username, a.must_change_password, a.last_login_at, a.locked_until"
+)
+_LINK_COLUMNS = (
+    "l.id AS l_id, l.sent_to, l.created_at AS l_created_at, l.expires_at AS l_expires_at,"
+    " l.used_at AS l_used_at, l.revoked_at AS l_revoked_at, l.delivery_status, l.purpose,"
+    " l.revoke_reason, l.delivery_detail, l.is_reminder, l.channel AS l_channel"
+)
+
 # Counting and selecting ids need no join: the status reads patient columns only.
 _FROM = "FROM patient p"
 
@@ -137,11 +175,19 @@ FROM link_token l"""
 class PatientReader:
     """Reads patients of one practice; every statement is scoped to ``practice_id``."""
 
-    def __init__(self, practice_id: int, temporary_password_ttl: timedelta) -> None:
+    def __init__(
+        self,
+        practice_id: int,
+        temporary_password_ttl: timedelta,
+        *,
+        dialect: str | None = None,
+    ) -> None:
         self.practice_id = practice_id
         self.temporary_password_ttl = temporary_password_ttl
-        self.conn = connection()
-        self.dialect = dialect_of(self.conn)
+        # With ``dialect`` the reader only builds statements (bench/reference.py runs
+        # the service's own SQL through a bare driver); without, it runs them.
+        self.conn: BaseDBAsyncClient = connection() if dialect is None else None  # type: ignore[assignment]
+        self.dialect = dialect or dialect_of(self.conn)
         self.now = utcnow()
 
     def _query(self) -> tuple[_Query, str]:
@@ -172,6 +218,7 @@ class PatientReader:
                 # No stored field holds a NUL, and PostgreSQL refuses one as a parameter.
                 q.where.append("1 = 0")
                 continue
+            q.searched = True
             pattern = q.params(like_pattern(term.casefold()))
             if self.dialect == "postgres" and len(term) >= 3:
                 # The trigram index of migration 0007 answers this form.
@@ -233,30 +280,119 @@ class PatientReader:
         flt: OnboardingFilter | None,
         *,
         backward: bool = False,
+        wants: PageWants = ALL,
     ) -> Page:
         """``size`` rows after ``boundary`` (or, ``backward``, the ``size`` rows before
-        it), in list order either way."""
-        q, status = self._filtered(flt)
-        if boundary is not None:
-            self._beyond(q, boundary, "<" if backward else ">")
-        limit = q.params(size + 1)
-        where = " AND ".join(q.where)
-        if q.indexed_search:
-            # Matches come from the trigram index, then are sorted. Left alone, the planner
-            # walks the name index and tests every patient until it has a page: 11-16 ms
-            # instead of 3 ms for a term with 200 matches among 22,000 patients. OFFSET 0
-            # makes the filtered set a subquery planned on its own.
-            source = f"(SELECT * FROM patient p WHERE {where} OFFSET 0) p"
-            sql = _SELECT.format(status=status, source=source)
-        else:
-            sql = _SELECT.format(status=status, source="patient p") + " WHERE " + where
-        direction = " DESC" if backward else ""
-        sql += " ORDER BY " + ", ".join(c + direction for c in _ORDER) + f" LIMIT {limit}"
-        rows = [self._row(r) for r in await self.conn.execute_query_dict(sql, q.params.values)]
+        it), in list order either way; with ``wants.counts`` also the counts per status
+        of the filter without its status part, from the same statement."""
+        sql, values = self.page_statement(size, boundary, flt, backward=backward, wants=wants)
+        records = await self.conn.execute_query_dict(sql, values)
+        counts = None
+        if wants.counts:
+            counts = self._counts_of(records[0]["cs"], records[0]["cn"])
+            if records[0]["id"] is None:  # an empty page: one row carrying the counts
+                records = []
+        rows = [self._row(r) for r in records]
         page = rows[:size]
         if backward:
             page.reverse()
-        return Page(page, len(rows) > size)
+        return Page(page, len(rows) > size, counts)
+
+    def page_statement(
+        self,
+        size: int,
+        boundary: SortKey | None,
+        flt: OnboardingFilter | None,
+        *,
+        backward: bool = False,
+        wants: PageWants = ALL,
+    ) -> tuple[str, list[Any]]:
+        """One statement for a page (issue 15). The page's rows are chosen from
+        ``patient`` alone (filter, keyset, LIMIT); only those rows are then joined to
+        their account and newest link and get their shared-address count, and only when
+        the query selects those fields. With ``wants.counts`` the counts per status come
+        back on every row (arrays ``cs``/``cn``; one all-NULL row when the page is empty),
+        and a search is matched once for both."""
+        q, status = self._query()
+        self._apply_filter(q, flt)
+        matched = " AND ".join(q.where)
+        narrow: list[str] = []
+        if flt and flt.statuses:
+            placeholders = ", ".join(q.params(s.value) for s in flt.statuses)
+            narrow.append(f"x.status IN ({placeholders})")
+        if boundary is not None:
+            last, first, pid = (q.params(v) for v in boundary)
+            op = "<" if backward else ">"
+            narrow.append(
+                f"(x.last_name_key, x.first_name_key, x.id) {op} ({last}, {first}, {pid})"
+            )
+        limit = q.params(size + 1)
+        direction = " DESC" if backward else ""
+        ctes = []
+        patients = f"SELECT {_PATIENT_COLUMNS}, {status} AS status FROM patient p WHERE {matched}"
+        if q.searched and wants.counts:
+            # The matches, once, for the page and the counts (the trigram index on
+            # PostgreSQL, a scan of the practice on SQLite).
+            ctes.append(f"m AS MATERIALIZED ({patients})")
+            page_source, count_source = "m", "(SELECT status FROM m)"
+        else:
+            # Left alone with a search, the planner walks the name index and tests every
+            # patient until it has a page: 11-16 ms instead of 3 ms for a term with 200
+            # matches among 22,000 patients. OFFSET 0 plans the matches on their own.
+            page_source = f"({patients}{' OFFSET 0' if q.indexed_search else ''})"
+            count_source = f"(SELECT {status} AS status FROM patient p WHERE {matched})"
+        order = ", ".join(f"{c}{direction}" for c in ("last_name_key", "first_name_key", "id"))
+        ctes.append(
+            f"pg AS (SELECT * FROM {page_source} x"
+            + (f" WHERE {' AND '.join(narrow)}" if narrow else "")
+            + f" ORDER BY {order} LIMIT {limit})"
+        )
+        columns = ["pg.*"]
+        joins = ""
+        if wants.account:
+            columns.append(_ACCOUNT_COLUMNS)
+            joins += " LEFT JOIN portal_account a ON a.patient_id = pg.id"
+        if wants.invitation:
+            columns.append(_LINK_COLUMNS)
+            joins += " LEFT JOIN link_token l ON l.id = pg.last_link_id"
+        if wants.shared:
+            columns.append(
+                "CASE WHEN pg.email_key IS NULL THEN 0 ELSE (SELECT COUNT(*) FROM patient q"
+                " WHERE q.practice_id = pg.practice_id AND q.email_key = pg.email_key"
+                " AND q.id <> pg.id) END AS shared"
+            )
+        outer_order = ", ".join(
+            f"pg.{c}{direction}" for c in ("last_name_key", "first_name_key", "id")
+        )
+        if wants.counts:
+            agg = (
+                "json_group_array(status) AS cs, json_group_array(n) AS cn"
+                if self.dialect == "sqlite"
+                else "array_agg(status) AS cs, array_agg(n) AS cn"
+            )
+            ctes.append(
+                f"c AS (SELECT {agg} FROM (SELECT status, COUNT(*) AS n FROM {count_source} y"
+                " GROUP BY status) z)"
+            )
+            sql = (
+                f"WITH {', '.join(ctes)} SELECT c.cs, c.cn, {', '.join(columns)} FROM c"
+                f" LEFT JOIN pg ON 1 = 1{joins} ORDER BY {outer_order}"
+            )
+        else:
+            sql = (
+                f"WITH {', '.join(ctes)} SELECT {', '.join(columns)} FROM pg{joins}"
+                f" ORDER BY {outer_order}"
+            )
+        return sql, q.params.values
+
+    @staticmethod
+    def _counts_of(statuses: Any, numbers: Any) -> dict[PortalStatus, int]:
+        if isinstance(statuses, str):  # SQLite's json_group_array
+            statuses, numbers = orjson.loads(statuses), orjson.loads(numbers)
+        counts = {s: 0 for s in PortalStatus}
+        for status, n in zip(statuses or [], numbers or [], strict=True):
+            counts[PortalStatus(status)] = int(n)
+        return counts
 
     async def any_beyond(
         self, boundary: SortKey, flt: OnboardingFilter | None, *, before: bool
@@ -315,6 +451,14 @@ class PatientReader:
 
     async def status_counts(self, flt: OnboardingFilter | None) -> dict[PortalStatus, int]:
         """Counts per status for the filter without its status part, in one grouped query."""
+        sql, values = self.counts_statement(flt)
+        rows = await self.conn.execute_query_dict(sql, values)
+        counts = {s: 0 for s in PortalStatus}
+        for r in rows:
+            counts[PortalStatus(r["status"])] = int(r["n"])
+        return counts
+
+    def counts_statement(self, flt: OnboardingFilter | None) -> tuple[str, list[Any]]:
         q, status = self._query()
         self._apply_filter(q, flt)
         sql = (
@@ -324,15 +468,11 @@ class PatientReader:
             + " AND ".join(q.where)
             + ") s GROUP BY s.status"
         )
-        rows = await self.conn.execute_query_dict(sql, q.params.values)
-        counts = {s: 0 for s in PortalStatus}
-        for r in rows:
-            counts[PortalStatus(r["status"])] = int(r["n"])
-        return counts
+        return sql, q.params.values
 
     def _row(self, r: dict[str, Any]) -> PatientRow:
         account = None
-        if r["a_id"] is not None:
+        if r.get("a_id") is not None:
             locked_until = as_datetime(r["locked_until"])
             account = AccountRow(
                 username=r["username"],
@@ -341,7 +481,7 @@ class PatientReader:
                 locked=locked_until is not None and locked_until > self.now,
             )
         invitation = None
-        if r["l_id"] is not None:
+        if r.get("l_id") is not None:
             invitation = self._invitation({**r, "patient_id": r["id"]})
         return PatientRow(
             id=r["id"],
@@ -355,7 +495,7 @@ class PatientReader:
             chart_status=r["chart_status"],
             portal_enabled=bool(r["portal_enabled"]),
             portal_status=PortalStatus(r["status"]),
-            email_shared_with=int(r["shared"]),
+            email_shared_with=int(r.get("shared") or 0),
             account=account,
             last_invitation=invitation,
             preferred_language=r["preferred_language"],

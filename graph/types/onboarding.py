@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
+from collections.abc import Iterable
 
 import strawberry
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLResolveInfo,
+    InlineFragmentNode,
+    SelectionSetNode,
+)
 
 from graph.cursors import Cursors
 from graph.types.common import PageInfo, PageRequest
 from graph.types.enums import PortalStatus, Reachability
 from graph.types.patient import Patient
 from onboarding.listing import OnboardingFilter as FilterData
-from onboarding.listing import Page, PatientReader, SortKey
+from onboarding.listing import Page, PageWants, PatientReader, SortKey
 
 
 @strawberry.input(description="The Onboarding Tool's filter.")
@@ -60,8 +70,12 @@ class PatientConnection:
     _reader: strawberry.Private[PatientReader]
     _filter: strawberry.Private[FilterData | None]
     _counts: strawberry.Private[asyncio.Future[dict[PortalStatus, int]] | None] = None
+    # Counts the page statement brought along (the query asked for them).
+    _known_counts: strawberry.Private[dict[PortalStatus, int] | None] = None
 
     async def _status_counts(self) -> dict[PortalStatus, int]:
+        if self._known_counts is not None:
+            return self._known_counts
         # totalCount and statusCounts share one grouped query.
         if self._counts is None:
             self._counts = asyncio.ensure_future(self._reader.status_counts(self._filter))
@@ -77,6 +91,45 @@ class PatientConnection:
     async def status_counts(self) -> list[StatusCount]:
         counts = await self._status_counts()
         return [StatusCount(status=s, count=counts[s]) for s in PortalStatus]
+
+
+def _fields(
+    selection_sets: Iterable[SelectionSetNode | None],
+    fragments: dict[str, FragmentDefinitionNode],
+) -> dict[str, list[SelectionSetNode | None]]:
+    """Field name -> the selection sets below it, fragments flattened. Each named
+    fragment is read once per level, so a chain of fragments costs its length, not
+    2^length (Strawberry's ``selected_fields`` expands them as trees)."""
+    found: dict[str, list[SelectionSetNode | None]] = defaultdict(list)
+    seen: set[str] = set()
+    stack = [s for s in selection_sets if s is not None]
+    while stack:
+        for node in stack.pop().selections:
+            if isinstance(node, FieldNode):
+                found[node.name.value].append(node.selection_set)
+            elif isinstance(node, InlineFragmentNode):
+                stack.append(node.selection_set)
+            elif isinstance(node, FragmentSpreadNode) and node.name.value not in seen:
+                seen.add(node.name.value)
+                fragment = fragments.get(node.name.value)
+                if fragment is not None:
+                    stack.append(fragment.selection_set)
+    return found
+
+
+def page_wants(raw: GraphQLResolveInfo) -> PageWants:
+    """What the onboarding field's selection asks for beyond patient columns, read
+    from the document (directives ignored: asking for a skipped field only costs a
+    join)."""
+    top = _fields((f.selection_set for f in raw.field_nodes), raw.fragments)
+    edges = _fields(top.get("edges", []), raw.fragments)
+    node = _fields(edges.get("node", []), raw.fragments)
+    return PageWants(
+        account="account" in node,
+        invitation="lastInvitation" in node,
+        shared="emailSharedWith" in node,
+        counts="totalCount" in top or "statusCounts" in top,
+    )
 
 
 def connection_from_page(
@@ -107,4 +160,5 @@ def connection_from_page(
         ),
         _reader=reader,
         _filter=flt,
+        _known_counts=page.counts,
     )

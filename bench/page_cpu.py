@@ -1,0 +1,123 @@
+"""Python CPU per Onboarding page: the service against the honest reference, in process.
+
+``python -m bench.page_cpu --postgres-url URL --plan plan.json [--rounds 300] [--shape first]
+[--profile out.prof] [--service-env PORTAL_X=VALUE]``
+
+Both apps (the real service from ``graph.app.create_app`` with production settings, and
+``bench.reference``'s honest route) answer the same requests over httpx's ASGI transport
+in one process, alternating, and each request's CPU time of this process is taken
+(``time.process_time``: Python, the driver and the event loop; PostgreSQL's own work runs
+in its server process and is not in it). CPU time, unlike latency, hardly moves when
+other programs share the machine, so a change's effect shows on a busy machine too.
+The difference service - reference is what the service's Python adds to a page.
+``--profile`` writes a cProfile of the service's requests alone (pstats file) and prints
+its top functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import io
+import json
+import logging
+import os
+import pstats
+import statistics
+import sys
+import time
+from pathlib import Path
+
+
+async def run(args: argparse.Namespace) -> None:
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    import httpx
+
+    from bench.pages import shape_requests
+    from bench.servers import BENCH_SECRET_KEY
+
+    os.environ["BENCH_REF_DATABASE_URL"] = args.postgres_url
+    os.environ["BENCH_REF_SECRET_KEY"] = BENCH_SECRET_KEY
+    for item in args.service_env:
+        key, _, value = item.partition("=")
+        os.environ[key] = value
+    from bench import reference
+    from core.settings import Settings
+    from graph.app import create_app
+
+    reference.DATABASE_URL = args.postgres_url
+    reference.IS_SQLITE = args.postgres_url.startswith("sqlite")
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        env="production",
+        database_url=args.postgres_url,
+        secret_key=BENCH_SECRET_KEY,
+        mail_dispatch_in_server=False,
+        allow_insecure_defaults=True,
+        link_base_url="https://portal.example.invalid/activate",
+        mail_backend="smtp",
+    )
+    service = create_app(settings)
+    plan = args.plan_data
+    requests = shape_requests(plan, args.shape, args.rounds, seed=5, largest=False)
+    apps = {"service": service, "honest": reference.app}
+    cpu: dict[str, list[float]] = {name: [] for name in apps}
+    profiler = cProfile.Profile() if args.profile else None
+    async with contextlib.AsyncExitStack() as stack:
+        clients = {}
+        for name, app in apps.items():
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            clients[name] = await stack.enter_async_context(
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b")
+            )
+        for n, (token, body) in enumerate(requests):
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            answers = {}
+            for name, client in clients.items():
+                profiling = profiler is not None and name == "service" and n >= 20
+                started = time.process_time()
+                if profiling:
+                    profiler.enable()  # type: ignore[union-attr]
+                response = await client.post("/graphql", content=body, headers=headers)
+                if profiling:
+                    profiler.disable()  # type: ignore[union-attr]
+                spent = time.process_time() - started
+                if n >= 20:  # warm caches first
+                    cpu[name].append(spent)
+                answers[name] = response.content
+            if answers["service"] != answers["honest"]:
+                raise SystemExit(f"answers differ for {body}")
+    svc = statistics.mean(cpu["service"]) * 1000
+    ref = statistics.mean(cpu["honest"]) * 1000
+    print(
+        f"CPU per page ({args.shape}, {len(cpu['service'])} pages each, byte-identical answers):"
+        f" service {svc:.2f} ms, honest reference {ref:.2f} ms, difference {svc - ref:.2f} ms,"
+        f" ratio {svc / ref:.1f}x"
+    )
+    if profiler is not None:
+        profiler.dump_stats(args.profile)
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(args.top)
+        print(out.getvalue())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--postgres-url", required=True)
+    ap.add_argument("--plan", required=True)
+    ap.add_argument("--rounds", type=int, default=300)
+    ap.add_argument("--shape", default="first")
+    ap.add_argument("--profile", metavar="FILE")
+    ap.add_argument("--top", type=int, default=30)
+    ap.add_argument("--service-env", action="append", default=[])
+    args = ap.parse_args()
+    # The service's request logs go to a file: their cost stays in, the noise out.
+    sys.stdout.flush()
+    args.plan_data = json.loads(Path(args.plan).read_text())
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()
