@@ -4,9 +4,12 @@ records each message the moment the server has accepted it (SPEC 5, 7.3).
 Guarantees, and how they are kept:
 
 - **Effectively once.** A row is marked sent in its own transaction right after the
-  server's 250, before the next message of its lane leaves; a worker killed outright can
-  re-send at most the messages that were between that 250 and that commit (one per
-  connection, in practice none or one).
+  server's 250. Several lanes (SMTP connections) send at once, but the step that may make
+  a message the server's (DATA; a text's POST) and the commit of its outcome are taken in
+  the worker's one hand-over turn (``mail.transports.HandOver``), so however many lanes
+  there are, at most one message per worker is ever "maybe delivered, not recorded": a
+  worker killed outright re-sends at most one message in all (docs/delivery.md gives the
+  reasoning and what it costs).
 - **One worker per row.** Rows are claimed with ``SELECT … FOR UPDATE SKIP LOCKED`` and
   leased by moving ``next_attempt_at`` forward by ``PORTAL_MAIL_LEASE_SECONDS``. The lease
   is renewed while the batch is in progress, and a message is started only while the
@@ -50,7 +53,15 @@ from core.clock import utcnow
 from core.settings import Settings
 from mail import compose
 from mail.sms import SMS, ByChannel, sms_transport_for
-from mail.transports import Outcome, Outgoing, Result, Transport, message_deadline, transport_for
+from mail.transports import (
+    HandOver,
+    Outcome,
+    Outgoing,
+    Result,
+    Transport,
+    message_deadline,
+    transport_for,
+)
 from models import OutboxMessage, OutboxStatus
 from models.database import discard_connections
 
@@ -165,6 +176,8 @@ class Dispatcher:
         self.failures = 0  # consecutive database failures
         self.stopping = asyncio.Event()
         self._wake = asyncio.Event()
+        # The worker's one hand-over turn, shared by all its lanes and batches.
+        self._turn = asyncio.Lock()
 
     @property
     def lease(self) -> timedelta:
@@ -297,11 +310,13 @@ class Dispatcher:
             # Start a message only if it ends inside our lease, whatever the server does.
             return not self.stopping.is_set() and time.monotonic() + margin < batch.deadline
 
+        hand_over = HandOver(proceed, self._turn)
+
         def lane(chunk: list[OutboxMessage]) -> Awaitable[None]:
             async def settle(i: int, result: Result) -> None:
                 await self._settle(batch, chunk[i], result, stats)
 
-            return self.transport.send([rendered[r.id] for r in chunk], proceed, settle)
+            return self.transport.send([rendered[r.id] for r in chunk], proceed, settle, hand_over)
 
         renewer = asyncio.create_task(self._renew(batch))
         try:
@@ -380,9 +395,11 @@ class Dispatcher:
 
     async def _record(self, batch: _Batch, entry: _Entry) -> None:
         """Group commit: outcomes that lanes report while a commit is in flight share
-        the next one, so N connections cost about one transaction per round instead
-        of N. Each lane still waits for its own message's commit before sending again,
-        so at most one accepted-but-unrecorded message per connection exists."""
+        the next one. A message that was handed over is settled inside the worker's
+        hand-over turn, so it is always alone in its commit; what shares one is the
+        outcomes nothing was handed over for (a server that cannot be reached, a
+        refused recipient), settled outside the turn. Each lane waits for its own
+        message's commit before sending again."""
         entry.done = asyncio.get_running_loop().create_future()
         batch.queue.append(entry)
         if batch.writer is None or batch.writer.done():
