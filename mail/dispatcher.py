@@ -424,7 +424,7 @@ class Dispatcher:
     async def _write(self, items: list[_Entry]) -> None:
         # Callbacks first, in patient id order: a callback may lock its patient, and
         # patients are always locked in id order (models.patient.lock_patients).
-        async with in_transaction():
+        async with in_transaction() as tx:
             for e in sorted(items, key=lambda e: (e.row.patient_id or 0, e.row.id)):
                 await self.on_outcome(
                     message_id=e.row.id,
@@ -436,9 +436,16 @@ class Dispatcher:
             delivered = [e.row.id for e in items if e.outcome is DeliveryOutcome.DELIVERED]
             if delivered:
                 # The variables may hold a one-time link: once the message has left
-                # nothing needs it, so it does not stay in the database.
-                await OutboxMessage.filter(id__in=delivered).update(
-                    status=OutboxStatus.SENT, sent_at=items[0].now, params={}, last_error=None
+                # nothing needs it, so it does not stay in the database. Plain SQL: this
+                # runs once per message sent, and building it through the ORM's query
+                # builder cost about as much CPU as the rest of the commit.
+                mark = "?" if tx.capabilities.dialect == "sqlite" else "${}"
+                ids = ", ".join(mark.format(n + 2) for n in range(len(delivered)))
+                await tx.execute_query(
+                    f"UPDATE outbox_message SET status = '{OutboxStatus.SENT.value}',"  # noqa: S608
+                    f" sent_at = {mark.format(1)}, params = '{{}}', last_error = NULL"
+                    f" WHERE id IN ({ids})",
+                    [items[0].now, *delivered],
                 )
             for e in items:
                 query = OutboxMessage.filter(id=e.row.id)
