@@ -23,7 +23,16 @@ import anyio
 import httpx
 
 from core.settings import Settings
-from mail.transports import HandOver, Outcome, Outgoing, Proceed, Result, Settle, Transport
+from mail.transports import (
+    HandOver,
+    Outcome,
+    Outgoing,
+    Proceed,
+    Result,
+    Settle,
+    Transport,
+    hand_each,
+)
 
 SMS = "sms"
 
@@ -62,19 +71,15 @@ class SmsFileTransport:
         settle: Settle,
         hand_over: HandOver | None = None,
     ) -> None:
-        hand_over = hand_over or HandOver(proceed)
         await anyio.Path(self.directory).mkdir(parents=True, exist_ok=True)
-        for i, item in enumerate(items):
-            if not proceed():
-                return
-            name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex}.txt"
-            async with hand_over.turn() as go:
-                if not go:
-                    return
-                await anyio.Path(self.directory / name).write_text(
-                    f"To: {item.to_addr}\n\n{item.text}\n", encoding="utf-8"
-                )
-                await settle(i, Result(Outcome.SENT, "written"))
+        await hand_each(items, proceed, settle, hand_over, self._write)
+
+    async def _write(self, item: Outgoing) -> Result:
+        name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex}.txt"
+        await anyio.Path(self.directory / name).write_text(
+            f"To: {item.to_addr}\n\n{item.text}\n", encoding="utf-8"
+        )
+        return Result(Outcome.SENT, "written")
 
 
 class SmsConsoleTransport:
@@ -90,14 +95,12 @@ class SmsConsoleTransport:
         settle: Settle,
         hand_over: HandOver | None = None,
     ) -> None:
-        hand_over = hand_over or HandOver(proceed)
-        for i, item in enumerate(items):
-            async with hand_over.turn() as go:
-                if not go:
-                    return
-                sys.stdout.write(f"SMS to {item.to_addr}:\n{item.text}\n\n")
-                sys.stdout.flush()
-                await settle(i, Result(Outcome.SENT, "printed"))
+        await hand_each(items, proceed, settle, hand_over, self._print)
+
+    async def _print(self, item: Outgoing) -> Result:
+        sys.stdout.write(f"SMS to {item.to_addr}:\n{item.text}\n\n")
+        sys.stdout.flush()
+        return Result(Outcome.SENT, "printed")
 
 
 class TwilioTransport:
@@ -132,23 +135,18 @@ class TwilioTransport:
         settle: Settle,
         hand_over: HandOver | None = None,
     ) -> None:
-        hand_over = hand_over or HandOver(proceed)
         if not items:
             return
         async with httpx.AsyncClient(
             auth=self.auth, timeout=self.settings.twilio_timeout_seconds
         ) as client:
-            for i, item in enumerate(items):
-                if not proceed():
-                    return
-                # Once the POST is written Twilio may have the text, and its API takes
-                # no idempotency key: the POST and the commit of its outcome are the
-                # worker's one hand-over turn (mail/transports.py), so a killed worker
-                # leaves at most one text (or email) that may go twice.
-                async with hand_over.turn() as go:
-                    if not go:
-                        return
-                    await settle(i, await self._send_one(client, item))
+            # Once the POST is written Twilio may have the text, and its API takes no
+            # idempotency key: the POST and the commit of its outcome are the worker's
+            # one hand-over turn (mail/transports.py), so a killed worker leaves at most
+            # one text (or email) that may go twice.
+            await hand_each(
+                items, proceed, settle, hand_over, lambda item: self._send_one(client, item)
+            )
 
     async def _send_one(self, client: httpx.AsyncClient, item: Outgoing) -> Result:
         form = {"To": item.to_addr, self.sender_field[0]: self.sender_field[1], "Body": item.text}

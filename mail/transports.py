@@ -102,6 +102,26 @@ class HandOver:
             yield self.proceed()
 
 
+async def hand_each(
+    items: Sequence[Outgoing],
+    proceed: Proceed,
+    settle: Settle,
+    hand_over: HandOver | None,
+    send_one: Callable[[Outgoing], Awaitable[Result]],
+) -> None:
+    """The lane of a transport whose every message is handed over in one step (a file
+    written, a line printed, an HTTP POST): each ``send_one`` and the settling of its
+    result in the worker's hand-over turn, in order, until ``proceed`` says stop."""
+    hand_over = hand_over or HandOver(proceed)
+    for i, item in enumerate(items):
+        if not proceed():
+            return
+        async with hand_over.turn() as go:
+            if not go:
+                return
+            await settle(i, await send_one(item))
+
+
 class Transport(Protocol):
     async def send(
         self,
@@ -133,20 +153,16 @@ class FileTransport:
         settle: Settle,
         hand_over: HandOver | None = None,
     ) -> None:
-        hand_over = hand_over or HandOver(proceed)
         # Messages carry live links: owner-only folder and files, whatever the umask.
         await anyio.Path(self.directory).mkdir(mode=0o700, parents=True, exist_ok=True)
-        for i, item in enumerate(items):
-            if not proceed():
-                return
-            # Sortable by time, unique, and free of characters some file systems refuse.
-            name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex}.eml"
-            data = build_message(self.sender, item)
-            async with hand_over.turn() as go:
-                if not go:
-                    return
-                await anyio.to_thread.run_sync(_write_private, self.directory / name, data)
-                await settle(i, Result(Outcome.SENT, "written"))
+        await hand_each(items, proceed, settle, hand_over, self._write)
+
+    async def _write(self, item: Outgoing) -> Result:
+        # Sortable by time, unique, and free of characters some file systems refuse.
+        name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex}.eml"
+        data = build_message(self.sender, item)
+        await anyio.to_thread.run_sync(_write_private, self.directory / name, data)
+        return Result(Outcome.SENT, "written")
 
 
 class ConsoleTransport:
@@ -162,14 +178,12 @@ class ConsoleTransport:
         settle: Settle,
         hand_over: HandOver | None = None,
     ) -> None:
-        hand_over = hand_over or HandOver(proceed)
-        for i, item in enumerate(items):
-            async with hand_over.turn() as go:
-                if not go:
-                    return
-                sys.stdout.write(build_message(self.sender, item).decode() + "\n")
-                sys.stdout.flush()
-                await settle(i, Result(Outcome.SENT, "printed"))
+        await hand_each(items, proceed, settle, hand_over, self._print)
+
+    async def _print(self, item: Outgoing) -> Result:
+        sys.stdout.write(build_message(self.sender, item).decode() + "\n")
+        sys.stdout.flush()
+        return Result(Outcome.SENT, "printed")
 
 
 class NotHandedOver(Exception):
