@@ -48,7 +48,7 @@ import structlog
 from tortoise.transactions import in_transaction
 
 from core import metrics
-from core.background import idle
+from core.background import own_task, poll
 from core.clock import utcnow
 from core.settings import Settings
 from mail import compose
@@ -196,7 +196,7 @@ class Dispatcher:
         dead connection forever."""
         while True:
             try:
-                result = await asyncio.wait_for(asyncio.ensure_future(step()), DB_STEP_TIMEOUT)
+                result = await asyncio.wait_for(own_task(step), DB_STEP_TIMEOUT)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -480,19 +480,19 @@ class Dispatcher:
         the rest of its batch handed back. Raises ``DispatcherBroken`` (only with
         ``max_failures``)."""
         watcher = asyncio.create_task(self._forward_stop(stop))
+
+        async def handled() -> int:
+            return (await self.run_once()).handled
+
         try:
-            while not stop.is_set():
-                metrics.WORKER_HEARTBEAT.labels(worker="mail").set_to_current_time()
-                try:
-                    stats = await self.run_once()
-                except DispatcherBroken:
-                    raise
-                except Exception:  # not a database error: a bug; log it and go on
-                    log.exception("mail.dispatch_failed")
-                    stats = DispatchStats()
-                if stats.handled:
-                    continue
-                await idle(self._wake, stop, self.settings.mail_poll_seconds)
+            await poll(
+                "mail",
+                handled,
+                self._wake,
+                stop,
+                self.settings.mail_poll_seconds,
+                fatal=(DispatcherBroken,),
+            )
         finally:
             watcher.cancel()
 
