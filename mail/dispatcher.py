@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import uuid
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -221,22 +222,16 @@ class Dispatcher:
             return result
 
     async def _claim(self) -> _Batch | None:
+        # One id per claim, kept across its retries: if a try's COMMIT went through but
+        # its reply was lost (the connection died), the next try finds the rows that
+        # try leased instead of leaving them unsent until the lease ends.
+        token = uuid.uuid4().hex
+        tries = 0
+
         async def claim() -> list[OutboxMessage]:
-            now = utcnow()
-            async with in_transaction():
-                rows = (
-                    await OutboxMessage.filter(
-                        status=OutboxStatus.PENDING, next_attempt_at__lte=now
-                    )
-                    .order_by("id")
-                    .limit(self.batch_size)
-                    .select_for_update(skip_locked=True)
-                )
-                if rows:
-                    await OutboxMessage.filter(id__in=[r.id for r in rows]).update(
-                        next_attempt_at=now + self.lease
-                    )
-            return rows
+            nonlocal tries
+            tries += 1
+            return await self._claim_rows(token, retry=tries > 1)
 
         started = time.monotonic()
         rows = await self._db(claim, "claim")
@@ -245,6 +240,29 @@ class Dispatcher:
         batch = _Batch(rows, started + self.settings.mail_lease_seconds)
         batch.in_hand = {r.id for r in rows}
         return batch
+
+    async def _claim_rows(self, token: str, *, retry: bool) -> list[OutboxMessage]:
+        now = utcnow()
+        async with in_transaction():
+            if retry:
+                # Still leased (so no other worker has them) and leased by this claim.
+                mine = await OutboxMessage.filter(
+                    status=OutboxStatus.PENDING, next_attempt_at__gt=now, claim=token
+                ).order_by("id")
+                if mine:
+                    log.info("mail.claim_recovered", rows=len(mine))
+                    return mine
+            rows = (
+                await OutboxMessage.filter(status=OutboxStatus.PENDING, next_attempt_at__lte=now)
+                .order_by("id")
+                .limit(self.batch_size)
+                .select_for_update(skip_locked=True)
+            )
+            if rows:
+                await OutboxMessage.filter(id__in=[r.id for r in rows]).update(
+                    next_attempt_at=now + self.lease, claim=token
+                )
+        return rows
 
     async def _renew(self, batch: _Batch) -> None:
         """Keep the lease on the rows still in hand while the batch is in progress."""
