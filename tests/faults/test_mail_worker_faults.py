@@ -196,7 +196,7 @@ async def test_kill_9_mid_batch_loses_nothing_and_repeats_at_most_one_message(
         second = None
         try:
             # when the worker is killed outright in the middle of its batch
-            assert await wait_for(lambda: at_least(100), 60, step=0.01)
+            assert await wait_for(lambda: at_least(100), 60, step=0.01), first.output()[-3000:]
             first.kill()
             at_kill = accepted()
             # and another worker takes over once the lease has ended
