@@ -7,13 +7,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
 from core import metrics
 
 log = structlog.get_logger("core.background")
+
+T = TypeVar("T")
+
+
+def own_task(step: Callable[[], Awaitable[T]]) -> asyncio.Future[T]:
+    """Run one database step (or a run of a loop) in a task of its own. Tortoise binds a
+    transaction's connection to the running task's context, and a transaction whose
+    BEGIN failed never unbinds it: run in the loop's own task, the next step would reuse
+    that dead connection forever (issue 12: workers alive and never sending again)."""
+    return asyncio.ensure_future(step())
 
 
 class Background:
@@ -45,9 +55,7 @@ async def every(
     while not stop.is_set():
         metrics.WORKER_HEARTBEAT.labels(worker=name).set_to_current_time()
         try:
-            # A task of its own per run: a transaction that failed half-open must not
-            # leave its dead connection bound to this loop's context for every next run.
-            await asyncio.ensure_future(job())
+            await own_task(job)
         except Exception:
             log.exception("periodic.failed", job=name)
         try:
@@ -64,3 +72,32 @@ async def idle(wake: asyncio.Event, stop: asyncio.Event, seconds: float) -> None
     await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
     for waiter in waiters:
         waiter.cancel()
+
+
+async def poll(
+    name: str,
+    run_once: Callable[[], Awaitable[int]],
+    wake: asyncio.Event,
+    stop: asyncio.Event,
+    seconds: float,
+    *,
+    fatal: tuple[type[BaseException], ...] = (),
+) -> None:
+    """The loop of a queue worker (the mail dispatcher, the webhook deliveries): claim
+    and handle a batch with ``run_once`` (how many it handled), again at once while there
+    was work, else wait for ``wake``, ``stop`` or ``seconds``. Each run is a task of its
+    own (``own_task``); a failing run is logged and the loop goes on, except for the
+    ``fatal`` exceptions, which end it (the mail worker's "let the supervisor restart
+    me"). The heartbeat metric says the loop is turning."""
+    while not stop.is_set():
+        metrics.WORKER_HEARTBEAT.labels(worker=name).set_to_current_time()
+        try:
+            handled = await own_task(run_once)
+        except fatal:
+            raise
+        except Exception:  # a database or network hiccup must not end the loop
+            log.exception("worker.run_failed", worker=name)
+            handled = 0
+        if handled:
+            continue
+        await idle(wake, stop, seconds)

@@ -4,9 +4,12 @@ records each message the moment the server has accepted it (SPEC 5, 7.3).
 Guarantees, and how they are kept:
 
 - **Effectively once.** A row is marked sent in its own transaction right after the
-  server's 250, before the next message of its lane leaves; a worker killed outright can
-  re-send at most the messages that were between that 250 and that commit (one per
-  connection, in practice none or one).
+  server's 250. Several lanes (SMTP connections) send at once, but the step that may make
+  a message the server's (DATA; a text's POST) and the commit of its outcome are taken in
+  the worker's one hand-over turn (``mail.transports.HandOver``), so however many lanes
+  there are, at most one message per worker is ever "maybe delivered, not recorded": a
+  worker killed outright re-sends at most one message in all (docs/delivery.md gives the
+  reasoning and what it costs).
 - **One worker per row.** Rows are claimed with ``SELECT … FOR UPDATE SKIP LOCKED`` and
   leased by moving ``next_attempt_at`` forward by ``PORTAL_MAIL_LEASE_SECONDS``. The lease
   is renewed while the batch is in progress, and a message is started only while the
@@ -34,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import uuid
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -45,12 +49,13 @@ import structlog
 from tortoise.transactions import in_transaction
 
 from core import metrics
-from core.background import idle
+from core.background import own_task, poll
 from core.clock import utcnow
 from core.settings import Settings
 from mail import compose
 from mail.sms import SMS, ByChannel, sms_transport_for
 from mail.transports import (
+    HandOver,
     Outcome,
     Outgoing,
     Result,
@@ -173,6 +178,8 @@ class Dispatcher:
         self.failures = 0  # consecutive database failures
         self.stopping = asyncio.Event()
         self._wake = asyncio.Event()
+        # The worker's one hand-over turn, shared by all its lanes and batches.
+        self._turn = asyncio.Lock()
 
     @property
     def lease(self) -> timedelta:
@@ -191,7 +198,7 @@ class Dispatcher:
         dead connection forever."""
         while True:
             try:
-                result = await asyncio.wait_for(asyncio.ensure_future(step()), DB_STEP_TIMEOUT)
+                result = await asyncio.wait_for(own_task(step), DB_STEP_TIMEOUT)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -216,22 +223,16 @@ class Dispatcher:
             return result
 
     async def _claim(self) -> _Batch | None:
+        # One id per claim, kept across its retries: if a try's COMMIT went through but
+        # its reply was lost (the connection died), the next try finds the rows that
+        # try leased instead of leaving them unsent until the lease ends.
+        token = uuid.uuid4().hex
+        tries = 0
+
         async def claim() -> list[OutboxMessage]:
-            now = utcnow()
-            async with in_transaction():
-                rows = (
-                    await OutboxMessage.filter(
-                        status=OutboxStatus.PENDING, next_attempt_at__lte=now
-                    )
-                    .order_by("id")
-                    .limit(self.batch_size)
-                    .select_for_update(skip_locked=True)
-                )
-                if rows:
-                    await OutboxMessage.filter(id__in=[r.id for r in rows]).update(
-                        next_attempt_at=now + self.lease
-                    )
-            return rows
+            nonlocal tries
+            tries += 1
+            return await self._claim_rows(token, retry=tries > 1)
 
         started = time.monotonic()
         rows = await self._db(claim, "claim")
@@ -240,6 +241,29 @@ class Dispatcher:
         batch = _Batch(rows, started + self.settings.mail_lease_seconds)
         batch.in_hand = {r.id for r in rows}
         return batch
+
+    async def _claim_rows(self, token: str, *, retry: bool) -> list[OutboxMessage]:
+        now = utcnow()
+        async with in_transaction():
+            if retry:
+                # Still leased (so no other worker has them) and leased by this claim.
+                mine = await OutboxMessage.filter(
+                    status=OutboxStatus.PENDING, next_attempt_at__gt=now, claim=token
+                ).order_by("id")
+                if mine:
+                    log.info("mail.claim_recovered", rows=len(mine))
+                    return mine
+            rows = (
+                await OutboxMessage.filter(status=OutboxStatus.PENDING, next_attempt_at__lte=now)
+                .order_by("id")
+                .limit(self.batch_size)
+                .select_for_update(skip_locked=True)
+            )
+            if rows:
+                await OutboxMessage.filter(id__in=[r.id for r in rows]).update(
+                    next_attempt_at=now + self.lease, claim=token
+                )
+        return rows
 
     async def _renew(self, batch: _Batch) -> None:
         """Keep the lease on the rows still in hand while the batch is in progress."""
@@ -305,11 +329,13 @@ class Dispatcher:
             # Start a message only if it ends inside our lease, whatever the server does.
             return not self.stopping.is_set() and time.monotonic() + margin < batch.deadline
 
+        hand_over = HandOver(proceed, self._turn)
+
         def lane(chunk: list[OutboxMessage]) -> Awaitable[None]:
             async def settle(i: int, result: Result) -> None:
                 await self._settle(batch, chunk[i], result, stats)
 
-            return self.transport.send([rendered[r.id] for r in chunk], proceed, settle)
+            return self.transport.send([rendered[r.id] for r in chunk], proceed, settle, hand_over)
 
         renewer = asyncio.create_task(self._renew(batch))
         try:
@@ -391,9 +417,11 @@ class Dispatcher:
 
     async def _record(self, batch: _Batch, entry: _Entry) -> None:
         """Group commit: outcomes that lanes report while a commit is in flight share
-        the next one, so N connections cost about one transaction per round instead
-        of N. Each lane still waits for its own message's commit before sending again,
-        so at most one accepted-but-unrecorded message per connection exists."""
+        the next one. A message that was handed over is settled inside the worker's
+        hand-over turn, so it is always alone in its commit; what shares one is the
+        outcomes nothing was handed over for (a server that cannot be reached, a
+        refused recipient), settled outside the turn. Each lane waits for its own
+        message's commit before sending again."""
         entry.done = asyncio.get_running_loop().create_future()
         batch.queue.append(entry)
         if batch.writer is None or batch.writer.done():
@@ -418,7 +446,7 @@ class Dispatcher:
     async def _write(self, items: list[_Entry]) -> None:
         # Callbacks first, in patient id order: a callback may lock its patient, and
         # patients are always locked in id order (models.patient.lock_patients).
-        async with in_transaction():
+        async with in_transaction() as tx:
             for e in sorted(items, key=lambda e: (e.row.patient_id or 0, e.row.id)):
                 await self.on_outcome(
                     message_id=e.row.id,
@@ -430,9 +458,16 @@ class Dispatcher:
             delivered = [e.row.id for e in items if e.outcome is DeliveryOutcome.DELIVERED]
             if delivered:
                 # The variables may hold a one-time link: once the message has left
-                # nothing needs it, so it does not stay in the database.
-                await OutboxMessage.filter(id__in=delivered).update(
-                    status=OutboxStatus.SENT, sent_at=items[0].now, params={}, last_error=None
+                # nothing needs it, so it does not stay in the database. Plain SQL: this
+                # runs once per message sent, and building it through the ORM's query
+                # builder cost about as much CPU as the rest of the commit.
+                mark = "?" if tx.capabilities.dialect == "sqlite" else "${}"
+                ids = ", ".join(mark.format(n + 2) for n in range(len(delivered)))
+                await tx.execute_query(
+                    f"UPDATE outbox_message SET status = '{OutboxStatus.SENT.value}',"  # noqa: S608
+                    f" sent_at = {mark.format(1)}, params = '{{}}', last_error = NULL"
+                    f" WHERE id IN ({ids})",
+                    [items[0].now, *delivered],
                 )
             for e in items:
                 query = OutboxMessage.filter(id=e.row.id)
@@ -467,19 +502,19 @@ class Dispatcher:
         the rest of its batch handed back. Raises ``DispatcherBroken`` (only with
         ``max_failures``)."""
         watcher = asyncio.create_task(self._forward_stop(stop))
+
+        async def handled() -> int:
+            return (await self.run_once()).handled
+
         try:
-            while not stop.is_set():
-                metrics.WORKER_HEARTBEAT.labels(worker="mail").set_to_current_time()
-                try:
-                    stats = await self.run_once()
-                except DispatcherBroken:
-                    raise
-                except Exception:  # not a database error: a bug; log it and go on
-                    log.exception("mail.dispatch_failed")
-                    stats = DispatchStats()
-                if stats.handled:
-                    continue
-                await idle(self._wake, stop, self.settings.mail_poll_seconds)
+            await poll(
+                "mail",
+                handled,
+                self._wake,
+                stop,
+                self.settings.mail_poll_seconds,
+                fatal=(DispatcherBroken,),
+            )
         finally:
             watcher.cancel()
 

@@ -23,7 +23,16 @@ import anyio
 import httpx
 
 from core.settings import Settings
-from mail.transports import Outcome, Outgoing, Proceed, Result, Settle, Transport
+from mail.transports import (
+    HandOver,
+    Outcome,
+    Outgoing,
+    Proceed,
+    Result,
+    Settle,
+    Transport,
+    hand_each,
+)
 
 SMS = "sms"
 
@@ -55,16 +64,22 @@ class SmsFileTransport:
     def __init__(self, settings: Settings) -> None:
         self.directory = Path(settings.sms_dir)
 
-    async def send(self, items: Sequence[Outgoing], proceed: Proceed, settle: Settle) -> None:
+    async def send(
+        self,
+        items: Sequence[Outgoing],
+        proceed: Proceed,
+        settle: Settle,
+        hand_over: HandOver | None = None,
+    ) -> None:
         await anyio.Path(self.directory).mkdir(parents=True, exist_ok=True)
-        for i, item in enumerate(items):
-            if not proceed():
-                return
-            name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex}.txt"
-            await anyio.Path(self.directory / name).write_text(
-                f"To: {item.to_addr}\n\n{item.text}\n", encoding="utf-8"
-            )
-            await settle(i, Result(Outcome.SENT, "written"))
+        await hand_each(items, proceed, settle, hand_over, self._write)
+
+    async def _write(self, item: Outgoing) -> Result:
+        name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex}.txt"
+        await anyio.Path(self.directory / name).write_text(
+            f"To: {item.to_addr}\n\n{item.text}\n", encoding="utf-8"
+        )
+        return Result(Outcome.SENT, "written")
 
 
 class SmsConsoleTransport:
@@ -73,13 +88,19 @@ class SmsConsoleTransport:
     def __init__(self, settings: Settings) -> None:
         del settings
 
-    async def send(self, items: Sequence[Outgoing], proceed: Proceed, settle: Settle) -> None:
-        for i, item in enumerate(items):
-            if not proceed():
-                return
-            sys.stdout.write(f"SMS to {item.to_addr}:\n{item.text}\n\n")
-            sys.stdout.flush()
-            await settle(i, Result(Outcome.SENT, "printed"))
+    async def send(
+        self,
+        items: Sequence[Outgoing],
+        proceed: Proceed,
+        settle: Settle,
+        hand_over: HandOver | None = None,
+    ) -> None:
+        await hand_each(items, proceed, settle, hand_over, self._print)
+
+    async def _print(self, item: Outgoing) -> Result:
+        sys.stdout.write(f"SMS to {item.to_addr}:\n{item.text}\n\n")
+        sys.stdout.flush()
+        return Result(Outcome.SENT, "printed")
 
 
 TEXTS_OFF = "text messages are turned off (PORTAL_SMS_BACKEND=off)"
@@ -126,16 +147,25 @@ class TwilioTransport:
             )
         )
 
-    async def send(self, items: Sequence[Outgoing], proceed: Proceed, settle: Settle) -> None:
+    async def send(
+        self,
+        items: Sequence[Outgoing],
+        proceed: Proceed,
+        settle: Settle,
+        hand_over: HandOver | None = None,
+    ) -> None:
         if not items:
             return
         async with httpx.AsyncClient(
             auth=self.auth, timeout=self.settings.twilio_timeout_seconds
         ) as client:
-            for i, item in enumerate(items):
-                if not proceed():
-                    return
-                await settle(i, await self._send_one(client, item))
+            # Once the POST is written Twilio may have the text, and its API takes no
+            # idempotency key: the POST and the commit of its outcome are the worker's
+            # one hand-over turn (mail/transports.py), so a killed worker leaves at most
+            # one text (or email) that may go twice.
+            await hand_each(
+                items, proceed, settle, hand_over, lambda item: self._send_one(client, item)
+            )
 
     async def _send_one(self, client: httpx.AsyncClient, item: Outgoing) -> Result:
         form = {"To": item.to_addr, self.sender_field[0]: self.sender_field[1], "Body": item.text}
@@ -174,16 +204,23 @@ def sms_transport_for(settings: Settings) -> Transport:
 
 class ByChannel:
     """One transport for the dispatcher: mail items to ``mail``, text items to ``sms``,
-    results in the items' order."""
+    results in the items' order; both share the dispatcher's one hand-over turn."""
 
     def __init__(self, mail: Transport, sms: Transport) -> None:
         self.mail = mail
         self.sms = sms
 
-    async def send(self, items: Sequence[Outgoing], proceed: Proceed, settle: Settle) -> None:
+    async def send(
+        self,
+        items: Sequence[Outgoing],
+        proceed: Proceed,
+        settle: Settle,
+        hand_over: HandOver | None = None,
+    ) -> None:
+        hand_over = hand_over or HandOver(proceed)
         texts = [i for i, item in enumerate(items) if item.channel == SMS]
         if not texts:
-            await self.mail.send(items, proceed, settle)
+            await self.mail.send(items, proceed, settle, hand_over)
             return
         mails = [i for i, item in enumerate(items) if item.channel != SMS]
         for indexes, transport in ((mails, self.mail), (texts, self.sms)):
@@ -194,4 +231,4 @@ class ByChannel:
                 # The sub-transport counts within its own items; the dispatcher, in the lane.
                 await settle(indexes[k], result)
 
-            await transport.send([items[i] for i in indexes], proceed, settle_in_lane)
+            await transport.send([items[i] for i in indexes], proceed, settle_in_lane, hand_over)

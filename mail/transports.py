@@ -4,6 +4,14 @@ every message the moment its fate is known (``settle``), so the dispatcher recor
 sent before the next one leaves; it asks ``proceed`` before each message, so a worker
 that is stopping or whose lease is running out sends nothing more.
 
+A worker runs several lanes at once, but only one message of the whole worker is ever
+between "handed over for good" and "recorded": the step after which the message may be
+the server's (SMTP's DATA, Twilio's POST, writing the file) is taken inside the worker's
+:class:`HandOver` turn, and the turn is held until ``settle`` has committed. So a worker
+killed at any moment leaves at most one message whose fate nobody knows, and only that
+one can be sent twice. With SMTP, connecting, EHLO, MAIL and RCPT of several lanes still
+overlap; only DATA, the server's acceptance and the commit are one at a time.
+
 Only a permanent reply to a message (5xx to MAIL, RCPT or DATA) is PERMANENT. A server
 that cannot be reached, times out, drops the connection or refuses the session (even with
 a 5xx greeting or AUTH failure: that is our configuration or their outage, not this
@@ -17,12 +25,13 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from email.utils import formataddr, parseaddr
 from enum import Enum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiosmtplib
 import anyio
@@ -75,10 +84,55 @@ Proceed = Callable[[], bool]
 Settle = Callable[[int, Result], Awaitable[None]]
 
 
+class HandOver:
+    """One worker's single turn to hand a message over for good (see the module's
+    docstring). ``async with hand_over.turn() as go``: the turn is the worker's until the
+    block ends, and ``go`` says whether the message may still leave (``proceed()`` asked
+    again once the turn came: a lane may have waited for it while the worker began to
+    stop or its lease ran short). A transport calls ``settle`` for a message it handed
+    over before leaving the block."""
+
+    def __init__(self, proceed: Proceed = lambda: True, lock: asyncio.Lock | None = None) -> None:
+        self.proceed = proceed
+        self._lock = lock if lock is not None else asyncio.Lock()
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[bool]:
+        async with self._lock:
+            yield self.proceed()
+
+
+async def hand_each(
+    items: Sequence[Outgoing],
+    proceed: Proceed,
+    settle: Settle,
+    hand_over: HandOver | None,
+    send_one: Callable[[Outgoing], Awaitable[Result]],
+) -> None:
+    """The lane of a transport whose every message is handed over in one step (a file
+    written, a line printed, an HTTP POST): each ``send_one`` and the settling of its
+    result in the worker's hand-over turn, in order, until ``proceed`` says stop."""
+    hand_over = hand_over or HandOver(proceed)
+    for i, item in enumerate(items):
+        if not proceed():
+            return
+        async with hand_over.turn() as go:
+            if not go:
+                return
+            await settle(i, await send_one(item))
+
+
 class Transport(Protocol):
-    async def send(self, items: Sequence[Outgoing], proceed: Proceed, settle: Settle) -> None:
+    async def send(
+        self,
+        items: Sequence[Outgoing],
+        proceed: Proceed,
+        settle: Settle,
+        hand_over: HandOver | None = None,
+    ) -> None:
         """Send ``items`` in order; ``proceed()`` before each, ``await settle(i, result)``
-        right after each. Items never settled were not attempted."""
+        right after each, inside ``hand_over``'s turn for a message that was handed over.
+        Items never settled were not attempted."""
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -92,17 +146,23 @@ class FileTransport:
         self.sender = settings.mail_from
         self.directory = Path(settings.mail_dir)
 
-    async def send(self, items: Sequence[Outgoing], proceed: Proceed, settle: Settle) -> None:
+    async def send(
+        self,
+        items: Sequence[Outgoing],
+        proceed: Proceed,
+        settle: Settle,
+        hand_over: HandOver | None = None,
+    ) -> None:
         # Messages carry live links: owner-only folder and files, whatever the umask.
         await anyio.Path(self.directory).mkdir(mode=0o700, parents=True, exist_ok=True)
-        for i, item in enumerate(items):
-            if not proceed():
-                return
-            # Sortable by time, unique, and free of characters some file systems refuse.
-            name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex}.eml"
-            data = build_message(self.sender, item)
-            await anyio.to_thread.run_sync(_write_private, self.directory / name, data)
-            await settle(i, Result(Outcome.SENT, "written"))
+        await hand_each(items, proceed, settle, hand_over, self._write)
+
+    async def _write(self, item: Outgoing) -> Result:
+        # Sortable by time, unique, and free of characters some file systems refuse.
+        name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex}.eml"
+        data = build_message(self.sender, item)
+        await anyio.to_thread.run_sync(_write_private, self.directory / name, data)
+        return Result(Outcome.SENT, "written")
 
 
 class ConsoleTransport:
@@ -111,13 +171,41 @@ class ConsoleTransport:
     def __init__(self, settings: Settings) -> None:
         self.sender = settings.mail_from
 
-    async def send(self, items: Sequence[Outgoing], proceed: Proceed, settle: Settle) -> None:
-        for i, item in enumerate(items):
-            if not proceed():
-                return
-            sys.stdout.write(build_message(self.sender, item).decode() + "\n")
-            sys.stdout.flush()
-            await settle(i, Result(Outcome.SENT, "printed"))
+    async def send(
+        self,
+        items: Sequence[Outgoing],
+        proceed: Proceed,
+        settle: Settle,
+        hand_over: HandOver | None = None,
+    ) -> None:
+        await hand_each(items, proceed, settle, hand_over, self._print)
+
+    async def _print(self, item: Outgoing) -> Result:
+        sys.stdout.write(build_message(self.sender, item).decode() + "\n")
+        sys.stdout.flush()
+        return Result(Outcome.SENT, "printed")
+
+
+class NotHandedOver(Exception):
+    """The lane's hand-over turn came too late (stopping, or the lease ran short): the
+    message was not given to the server."""
+
+
+class _Client(aiosmtplib.SMTP):
+    """aiosmtplib's client whose DATA waits for the worker's hand-over turn. What comes
+    before it (EHLO, MAIL, RCPT) leaves nothing at the server, so lanes overlap there;
+    from DATA on the message may be the server's, so that part, and the commit of its
+    outcome, is one message at a time per worker."""
+
+    turn: Callable[[], Awaitable[bool]] | None = None
+    deadline: float = 60.0
+
+    async def data(self, message: str | bytes, /, **kwargs: Any) -> aiosmtplib.SMTPResponse:
+        if self.turn is not None and not await self.turn():
+            raise NotHandedOver
+        # Timed from the turn on, not from the wait for it: DATA and the final reply
+        # are what the lease margin (``message_deadline``) has to cover.
+        return await asyncio.wait_for(super().data(message, **kwargs), self.deadline)
 
 
 class SmtpTransport:
@@ -133,9 +221,9 @@ class SmtpTransport:
         message only when its lease outlasts this."""
         return message_deadline(self.settings)
 
-    def _client(self) -> aiosmtplib.SMTP:
+    def _client(self) -> _Client:
         s = self.settings
-        return aiosmtplib.SMTP(
+        client = _Client(
             hostname=s.smtp_host,
             port=s.smtp_port,
             username=s.smtp_username,
@@ -144,9 +232,18 @@ class SmtpTransport:
             start_tls=True if s.smtp_tls == "starttls" else False,
             timeout=s.smtp_timeout_seconds,
         )
+        client.deadline = self.message_deadline
+        return client
 
-    async def send(self, items: Sequence[Outgoing], proceed: Proceed, settle: Settle) -> None:
-        client: aiosmtplib.SMTP | None = None
+    async def send(
+        self,
+        items: Sequence[Outgoing],
+        proceed: Proceed,
+        settle: Settle,
+        hand_over: HandOver | None = None,
+    ) -> None:
+        hand_over = hand_over or HandOver(proceed)
+        client: _Client | None = None
         try:
             for i, item in enumerate(items):
                 if not proceed():
@@ -163,10 +260,20 @@ class SmtpTransport:
                         for k in range(i, len(items)):
                             await settle(k, Result(Outcome.TRANSIENT, reason))
                         return
-                result = await self._send_one(client, item)
-                if result.outcome is Outcome.TRANSIENT and not client.is_connected:
-                    client = None
-                await settle(i, result)
+                # The turn, once DATA has taken it, is held until the outcome is settled
+                # (recorded): the next DATA of any lane of this worker waits until then.
+                async with AsyncExitStack() as held:
+
+                    async def take_turn(held: AsyncExitStack = held) -> bool:
+                        return await held.enter_async_context(hand_over.turn())
+
+                    client.turn = take_turn
+                    result = await self._send_one(client, item)
+                    if result is None:
+                        return
+                    if result.outcome is Outcome.TRANSIENT and not client.is_connected:
+                        client = None
+                    await settle(i, result)
         finally:
             if client is not None and client.is_connected:
                 try:
@@ -174,12 +281,16 @@ class SmtpTransport:
                 except (aiosmtplib.SMTPException, OSError, TimeoutError):
                     client.close()
 
-    async def _send_one(self, client: aiosmtplib.SMTP, item: Outgoing) -> Result:
+    async def _send_one(self, client: _Client, item: Outgoing) -> Result | None:
+        """The message's result, or None when its hand-over turn came too late (the
+        server holds an open MAIL transaction, which QUIT discards)."""
         data = build_message(self.settings.mail_from, item)
         try:
-            errors, reply = await asyncio.wait_for(
-                client.sendmail(self.envelope_from, [item.to_addr], data), self.message_deadline
-            )
+            # MAIL, RCPT: each bounded by the client's command timeout; DATA by the
+            # message deadline from its turn on (``_Client.data``).
+            errors, reply = await client.sendmail(self.envelope_from, [item.to_addr], data)
+        except NotHandedOver:
+            return None
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             permanent = all(code >= 500 for code in codes)

@@ -40,6 +40,9 @@ class OutboxMessage(Model):
     attempts = fields.IntField(default=0)
     next_attempt_at = fields.DatetimeField()
     last_error = fields.CharField(max_length=500, null=True)
+    # The id of the dispatcher claim that last leased the row: a claim retried after its
+    # COMMIT's reply was lost takes back what it leased (mail/dispatcher.py).
+    claim = fields.CharField(max_length=32, null=True)
     created_at = fields.DatetimeField()
     sent_at = fields.DatetimeField(null=True)
 

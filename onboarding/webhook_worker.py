@@ -30,7 +30,7 @@ import structlog
 from tortoise import connections
 from tortoise.transactions import in_transaction
 
-from core.background import idle
+from core.background import poll
 from core.clock import utcnow
 from core.ids import patient_global_id
 from core.settings import Settings
@@ -283,14 +283,6 @@ class WebhookWorker:
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         try:
-            while not stop.is_set():
-                try:
-                    handled = await self.run_once()
-                except Exception:  # a database or network hiccup must not kill the loop
-                    log.exception("webhooks.run_failed")
-                    handled = 0
-                if handled:
-                    continue
-                await idle(self._wake, stop, self.settings.mail_poll_seconds)
+            await poll("webhooks", self.run_once, self._wake, stop, self.settings.mail_poll_seconds)
         finally:
             await self.close()

@@ -5,6 +5,7 @@ auth and form encoding exactly as it would against api.twilio.com."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
 import threading
@@ -29,6 +30,7 @@ class TwilioFake:
     received: list[dict[str, str]] = field(default_factory=list)
     invalid: set[str] = field(default_factory=set)  # numbers answered with 21211
     throttle: dict[str, int] = field(default_factory=dict)  # number -> 429s still to give
+    delay: float = 0.0  # seconds between taking a message and answering (fault tests)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -84,6 +86,9 @@ def build_app(fake: TwilioFake) -> Starlette:
             if to in fake.invalid:
                 return _error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
             fake.received.append(form)
+        if fake.delay:
+            # The text is Twilio's from here on, answered or not.
+            await asyncio.sleep(fake.delay)
         sid = "SM" + secrets.token_hex(16)
         return JSONResponse(
             {
@@ -108,7 +113,10 @@ class Running:
     def __init__(self, fake: TwilioFake) -> None:
         self.server = uvicorn.Server(
             uvicorn.Config(
-                build_app(fake), host="127.0.0.1", port=fake.port, log_level="warning",
+                build_app(fake),
+                host="127.0.0.1",
+                port=fake.port,
+                log_level="warning",
                 lifespan="off",
             )
         )

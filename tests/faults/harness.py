@@ -1,7 +1,7 @@
-"""Real processes and real faults for the mail worker: a throwaway PostgreSQL database
-of the test database's own name plus a suffix, ``portal mail-worker`` subprocesses, an
-aiosmtpd server that counts what it accepted per recipient (optionally slowly), and
-``pg_terminate_backend`` aimed at that database only."""
+"""Real processes and real faults for the mail worker: a throwaway database (PostgreSQL:
+the test database's own name plus a suffix; SQLite: a file in the test's directory),
+``portal mail-worker`` subprocesses, an aiosmtpd server that counts what it accepted per
+recipient (optionally slowly), and ``pg_terminate_backend`` aimed at that database only."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import asyncio
 import email
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -21,8 +22,12 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import orjson
 from aiosmtpd.controller import Controller
 
+from core.clock import utcnow
+from mail import compose
+from models import Patient, Practice
 from tests.conftest import POSTGRES_URL, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,25 +63,43 @@ async def drop_database(url: str) -> None:
         await admin.close()
 
 
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite://")
+
+
+def _sqlite(url: str) -> sqlite3.Connection:
+    return sqlite3.connect(url[len("sqlite://") :], timeout=30)
+
+
 @dataclass
 class CountingSmtp:
     """Counts accepted messages per recipient; ``delay`` seconds before each 250 makes a
-    slow server. A message counts when the server answers 250 to its DATA."""
+    slow server. A message counts when the server answers 250 to its DATA, or, with
+    ``queued_before_reply``, as soon as its data is in: a server that has queued the
+    message before it answers, the worst case for a client that dies waiting for the
+    250 (RFC 1047): the message is delivered though its sender never heard so."""
 
     delay: float = 0.0
     port: int = 0
+    queued_before_reply: bool = False
     accepted: Counter[str] = field(default_factory=Counter)
     messages: list[Message] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        if self.queued_before_reply:
+            self._count(envelope)
         if self.delay:
             await asyncio.sleep(self.delay)
+        if not self.queued_before_reply:
+            self._count(envelope)
+        return "250 Message accepted"
+
+    def _count(self, envelope: Any) -> None:
         with self.lock:
             for rcpt in envelope.rcpt_tos:
                 self.accepted[rcpt.lower()] += 1
             self.messages.append(email.message_from_bytes(envelope.content))
-        return "250 Message accepted"
 
     def total(self) -> int:
         with self.lock:
@@ -90,9 +113,9 @@ class CountingSmtp:
 
 
 class SmtpServer:
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, delay: float = 0.0, *, queued_before_reply: bool = False) -> None:
         self.port = free_port()
-        self.handler = CountingSmtp(delay, self.port)
+        self.handler = CountingSmtp(delay, self.port, queued_before_reply)
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
 
     def __enter__(self) -> CountingSmtp:
@@ -164,19 +187,43 @@ class Worker:
         return self.log.read_text(errors="replace")
 
 
-async def enqueue(url: str, count: int, start: int = 0) -> list[str]:
+def _reminder_params() -> str:
+    """A username reminder's variables as the service queues them (compose's own)."""
+    practice = Practice(id=1, name="Maple Family Practice", time_zone="America/Toronto")
+    patient = Patient(id=1, practice_id=1, first_name="Avery", preferred_language="en")
+    draft = compose.username_reminder(practice, patient, username="aq")
+    return orjson.dumps(draft.params).decode()
+
+
+async def enqueue(url: str, count: int, start: int = 0, *, channel: str = "email") -> list[str]:
     """Queue ``count`` username reminders straight into the outbox (no link rows: the
-    delivery callback has nothing to write, so only the outbox is under test)."""
-    addresses = [f"patient{n}@example.test" for n in range(start, start + count)]
+    delivery callback has nothing to write, so only the outbox is under test). Texts
+    (``channel="sms"``) go to E.164 numbers; the answer is the addresses or numbers."""
+    if channel == "sms":
+        addresses = [f"+1617555{n:04d}" for n in range(start, start + count)]
+    else:
+        addresses = [f"patient{n}@example.test" for n in range(start, start + count)]
+    params = _reminder_params()
+    now = utcnow()
+    rows = [(a, params, channel, "pending", 0, now, now) for a in addresses]
+    columns = (
+        "practice_id, patient_id, link_id, kind, to_addr, params, channel, status, attempts,"
+        " next_attempt_at, created_at"
+    )
+    if is_sqlite(url):
+        with _sqlite(url) as conn:
+            conn.executemany(
+                f"INSERT INTO outbox_message ({columns})"  # noqa: S608
+                " VALUES (1, NULL, NULL, 'username_reminder', ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        return addresses
     conn = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
     try:
         await conn.executemany(
-            "INSERT INTO outbox_message (practice_id, patient_id, link_id, kind, to_addr, params,"
-            " status, attempts, next_attempt_at, created_at)"
-            " VALUES (1, NULL, NULL, 'username_reminder', $1,"
-            ' \'{"practice_name": "Maple", "first_name": "Avery", "username": "aq"}\','
-            " 'pending', 0, now(), now())",
-            [(a,) for a in addresses],
+            f"INSERT INTO outbox_message ({columns})"  # noqa: S608
+            " VALUES (1, NULL, NULL, 'username_reminder', $1, $2::jsonb, $3, $4, $5, $6, $7)",
+            rows,
         )
     finally:
         await conn.close()
@@ -184,9 +231,13 @@ async def enqueue(url: str, count: int, start: int = 0) -> list[str]:
 
 
 async def outbox_counts(url: str) -> dict[str, int]:
+    sql = "SELECT status, count(*) AS n FROM outbox_message GROUP BY status"
+    if is_sqlite(url):
+        with _sqlite(url) as conn:
+            return {status: n for status, n in conn.execute(sql)}
     conn = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
     try:
-        rows = await conn.fetch("SELECT status, count(*) AS n FROM outbox_message GROUP BY status")
+        rows = await conn.fetch(sql)
     finally:
         await conn.close()
     return {r["status"]: r["n"] for r in rows}

@@ -365,6 +365,43 @@ async def test_a_batch_is_split_over_parallel_connections(
     assert 2 <= mailbox.connections <= 4
 
 
+class LosesTheFirstClaimReply(Dispatcher):
+    """A dispatcher whose first claim commits and then never hears so: the connection
+    died between COMMIT and its reply (issue 12). The database and everything else are
+    real; only what the dispatcher is told is cut."""
+
+    lost = False
+
+    async def _claim_rows(self, token: str, *, retry: bool) -> list[OutboxMessage]:
+        rows = await super()._claim_rows(token, retry=retry)
+        if not self.lost:
+            self.lost = True
+            raise ConnectionResetError("connection lost before the reply to COMMIT")
+        return rows
+
+
+async def test_a_claim_whose_commit_reply_was_lost_is_taken_back_at_once(
+    api: Api, staff: Staff, mailbox: Mailbox
+) -> None:
+    # given three queued invitations
+    for n in range(1, 4):
+        await enabled_patient(api, staff.token, n=n)
+    await api.gql(SEND, {"ids": [str(i) for i in await _patient_ids()]}, staff.token)
+    dispatcher = LosesTheFirstClaimReply(api.settings, on_outcome=record_delivery_outcome)
+
+    # when the dispatcher's claim commits but the reply is lost, and it tries again
+    stats = await dispatcher.run_once()
+
+    # then the retry found the rows its first try leased and sent them now, not after
+    # the lease (5 minutes) ran out; each arrived once
+    assert dispatcher.lost
+    assert stats.sent == 3
+    assert sorted(m["To"] for m in mailbox.messages) == [
+        f"avery.quinn{n}@example.com" for n in range(1, 4)
+    ]
+    assert await OutboxMessage.filter(status=OutboxStatus.SENT).count() == 3
+
+
 @pytest.mark.parametrize("settings_overrides", [{"mail_connections": 1}])
 async def test_each_batch_opens_its_own_connection(
     api: Api, staff: Staff, mailbox: Mailbox
