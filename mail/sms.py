@@ -115,11 +115,18 @@ class SmsOffTransport:
     def __init__(self, settings: Settings) -> None:
         del settings
 
-    async def send(self, items: Sequence[Outgoing], proceed: Proceed, settle: Settle) -> None:
-        for i in range(len(items)):
-            if not proceed():
-                return
-            await settle(i, Result(Outcome.PERMANENT, TEXTS_OFF))
+    async def send(
+        self,
+        items: Sequence[Outgoing],
+        proceed: Proceed,
+        settle: Settle,
+        hand_over: HandOver | None = None,
+    ) -> None:
+        await hand_each(items, proceed, settle, hand_over, self._refuse)
+
+    async def _refuse(self, item: Outgoing) -> Result:
+        del item
+        return Result(Outcome.PERMANENT, TEXTS_OFF)
 
 
 class TwilioTransport:
