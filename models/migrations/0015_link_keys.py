@@ -7,8 +7,11 @@ and sending them as they are would keep usable links in the database, and in Pos
 dead row versions, for up to a day. So they fail closed: each such pending message is
 marked failed with its variables scrubbed, and the link it carried is revoked as
 undeliverable with a detail staff see on the patient's last invitation ("send again").
-Drain the outbox before upgrading (``portal mail-worker`` with the old version until
-nothing is pending) and nothing is lost; docs/deploy.md says so.
+This includes rows in the pre-0013 shape (``practice_name``, English time strings) that
+``mail.compose.upgrade_params`` would otherwise still render: a raw link is a raw link. The
+dispatcher refuses such a row too (it drops a stored ``link``), in case an old process
+queues one after this ran. Drain the outbox before upgrading (``portal mail-worker`` with
+the old version until nothing is pending) and nothing is lost; docs/deploy.md says so.
 
 No schema change: ``link_token.digest`` stays the SHA-256 of the token, so links already
 delivered keep working until they expire.
