@@ -59,8 +59,9 @@ def _secrets(settings: Settings) -> list[str]:
             values.append(urlsplit(url).password or "")
         except ValueError:
             pass
-    if settings.secret_key:
-        values.append(settings.secret_key.get_secret_value())
+    for key in (settings.secret_key, settings.secret_key_previous):
+        if key:
+            values.append(key.get_secret_value())
     return [v for v in values if v]
 
 

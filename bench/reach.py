@@ -28,6 +28,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from core.clock import utcnow
+from core.link_keys import LinkKeys
 from core.settings import Settings
 from mail import compose, outbox
 from mail.dispatcher import Dispatcher
@@ -47,7 +48,9 @@ class Sink:
         return "250 Message accepted"
 
 
-async def queue(practice: Practice, n: int, *, language: str, kind: str, channel: str) -> None:
+async def queue(
+    practice: Practice, n: int, *, language: str, kind: str, channel: str, keys: LinkKeys
+) -> None:
     now = utcnow()
     messages = []
     for i in range(n):
@@ -55,10 +58,13 @@ async def queue(practice: Practice, n: int, *, language: str, kind: str, channel
             id=i + 1, practice_id=practice.id, first_name=f"Rosa{i}", preferred_language=language
         )
         if kind == "invitation":
+            new = keys.issue()  # re-derived by the dispatcher, as in the service
             draft = compose.invitation(
                 practice,
                 patient,
-                link=compose.link_url("https://portal.clinic.example/activate", f"{i:043d}"),
+                link=compose.LinkRef(
+                    "https://portal.clinic.example/activate", new.nonce, new.digest
+                ),
                 expires_at=now + timedelta(days=1),
                 reset=False,
                 self_service=False,
@@ -124,7 +130,14 @@ async def main(messages: int, rounds: int) -> None:
                     n = messages if channel == "email" else max(50, messages // 10)
                     for kind in ("invitation", "notice"):
                         for language in ("en", "es"):
-                            await queue(practice, n, language=language, kind=kind, channel=channel)
+                            await queue(
+                                practice,
+                                n,
+                                language=language,
+                                kind=kind,
+                                channel=channel,
+                                keys=dispatcher.link_keys,
+                            )
                             rate = await timed_drain(dispatcher)
                             results.setdefault((channel, kind, language), []).append(rate)
                             await OutboxMessage.all().delete()

@@ -132,9 +132,13 @@ class Settings(BaseSettings):
     rate_limit_set_credentials: str = "30/minute"
     # Peers allowed to set X-Forwarded-For; empty means the socket address is the client.
     trusted_proxies: list[str] = Field(default_factory=list)
-    # Seals cursors (SPEC 8.3). Unset: a random secret in the owner-only file
-    # .portal-secret; hosts behind one load balancer must share one value.
+    # Seals cursors (SPEC 8.3) and derives link tokens (core.link_keys). Unset: a random
+    # secret in the owner-only file .portal-secret; hosts behind one load balancer must
+    # share one value.
     secret_key: SecretStr = Field(default_factory=lambda: SecretStr(local_secret()))
+    # The key before a rotation: mail queued under it still carries its (working) link
+    # until it is sent; new links use secret_key (docs/deploy.md, "Rotating the key").
+    secret_key_previous: SecretStr | None = None
     # Path of a JSON manifest hash -> document: only those documents run (SPEC 8.5).
     trusted_documents: str | None = None
     # Exact origins (scheme://host[:port]) whose browser pages may call the API (SPEC 8.1).
@@ -242,7 +246,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _secret_keys_are_long_enough(self) -> Settings:
-        for name, key in (("PORTAL_SECRET_KEY", self.secret_key),):
+        for name, key in (
+            ("PORTAL_SECRET_KEY", self.secret_key),
+            ("PORTAL_SECRET_KEY_PREVIOUS", self.secret_key_previous),
+        ):
             if key is not None and 0 < len(key.get_secret_value()) < 32:
                 raise ValueError(f"{name} must be at least 32 characters (256 bits, random)")
         return self

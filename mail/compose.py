@@ -8,7 +8,10 @@ clinic's profile as it was when the message was queued, so a message already on 
 is not rewritten by a later profile edit, and the dispatcher reads no other table.
 
 The link is always built from ``PORTAL_LINK_BASE_URL`` with the token in the fragment,
-never from request headers (SECURITY TOK-8, TOK-9)."""
+never from request headers (SECURITY TOK-8, TOK-9). A draft never holds the link itself:
+it holds a :class:`LinkRef` (the base URL, the link's nonce and digest) and the
+dispatcher derives the token at send time (``core.link_keys``), so a queued message in a
+database dump is no usable link."""
 
 from __future__ import annotations
 
@@ -127,6 +130,20 @@ def link_url(base_url: str, token: str) -> str:
     return f"{base_url}#token={token}"
 
 
+@dataclass(frozen=True)
+class LinkRef:
+    """What an outbox row keeps of a link: enough for the holder of the server secret to
+    derive it (``nonce``), to tell which key made it (``digest``) and where it points."""
+
+    base_url: str
+    nonce: str
+    digest: str
+
+
+# The template variables a LinkRef is kept in; the dispatcher turns them into "link".
+LINK_BASE, LINK_NONCE, LINK_DIGEST = "link_base", "link_nonce", "link_digest"
+
+
 def _context(params: Mapping[str, Any], language: str) -> dict[str, Any]:
     profile = params["clinic"]
     phone = profile.get("phone")
@@ -240,7 +257,9 @@ def _legacy_moment(text: str) -> str:
 def upgrade_params(kind: str, params: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
     """Rows queued before the practice profile (migration 0013) hold ``practice_name``
     and pre-formatted English times; a deploy must not strand them in the outbox, so
-    they are read as the same message in the clinic's default language."""
+    they are read as the same message in the clinic's default language. (Invitations
+    among them also hold a raw link: migration 0015 fails those closed, and the
+    dispatcher never sends a raw link, so in practice only notices get here.)"""
     if "clinic" in params:
         return kind, params
     new: dict[str, Any] = {
@@ -294,7 +313,7 @@ def invitation(
     practice: Practice,
     patient: Patient,
     *,
-    link: str,
+    link: LinkRef,
     expires_at: datetime,
     reset: bool,
     self_service: bool,
@@ -302,7 +321,7 @@ def invitation(
 ) -> Draft:
     params = _base(practice, patient)
     params.update(
-        link=link,
+        {LINK_BASE: link.base_url, LINK_NONCE: link.nonce, LINK_DIGEST: link.digest},
         expires_at=expires_at.isoformat(),
         variant=invitation_variant(reset=reset, self_service=self_service, reminder=reminder),
     )

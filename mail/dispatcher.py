@@ -51,6 +51,7 @@ from tortoise.transactions import in_transaction
 from core import metrics
 from core.background import own_task, poll
 from core.clock import utcnow
+from core.link_keys import LinkKeys
 from core.settings import Settings
 from mail import compose
 from mail.sms import SMS, ByChannel, sms_transport_for
@@ -142,8 +143,29 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempts - 1)))
 
 
-def _outgoing(row: OutboxMessage) -> Outgoing:
-    rendered = compose.render(row.kind, row.params, row.channel)
+class LinkUnavailable(ValueError):
+    """No key this process holds made the message's link (a wrong or retired
+    ``PORTAL_SECRET_KEY``): it can never carry a working link, so it fails for good and
+    the link is revoked as undeliverable."""
+
+
+def _with_link(params: dict, keys: LinkKeys) -> dict:
+    """The variables with the message's link derived from its nonce, in memory only. A
+    raw ``link`` in the row (queued by a version before link keys) is never sent: it is
+    dropped, the message cannot render and fails closed (migration 0015)."""
+    params = {k: v for k, v in params.items() if k != "link"}
+    nonce = params.pop(compose.LINK_NONCE, None)
+    if nonce is None:
+        return params
+    token = keys.token_for(nonce, params.pop(compose.LINK_DIGEST, ""))
+    if token is None:
+        raise LinkUnavailable("the link was made under a key this process does not hold")
+    params["link"] = compose.link_url(params.pop(compose.LINK_BASE), token)
+    return params
+
+
+def _outgoing(row: OutboxMessage, keys: LinkKeys) -> Outgoing:
+    rendered = compose.render(row.kind, _with_link(row.params, keys), row.channel)
     return Outgoing(
         row.to_addr,
         rendered.subject,
@@ -168,6 +190,8 @@ class Dispatcher:
     ) -> None:
         self.settings = settings
         self.on_outcome = on_outcome
+        # Re-derives each message's link at send time (the outbox holds only its nonce).
+        self.link_keys = LinkKeys.from_settings(settings)
         # Texts (SPEC 9.3) share the outbox: ByChannel sends each row by its channel.
         self.transport = ByChannel(
             transport or transport_for(settings), sms_transport or sms_transport_for(settings)
@@ -305,7 +329,7 @@ class Dispatcher:
         rendered: dict[int, Outgoing] = {}
         for row in rows:
             try:
-                out = _outgoing(row)
+                out = _outgoing(row, self.link_keys)
             except Exception as exc:  # a row that cannot be rendered can never be sent
                 await self._settle(
                     batch,

@@ -12,6 +12,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.functions import Count
 
 from core.clock import utcnow
+from core.link_keys import LinkKeys
 from core.settings import Settings
 from mail import compose, outbox
 from models import INVITABLE_CHART_STATUSES, LinkPurpose, Patient, PortalAccount, Practice
@@ -233,6 +234,7 @@ async def send_invitations(
                 purpose=LinkPurpose.INVITATION,
                 ttl=ttl,
                 created_by=actor.actor_id,
+                keys=LinkKeys.from_settings(settings),
             )
             practice = await change.practice()
             for link in links:
@@ -277,7 +279,7 @@ def invitation_message(
     draft = compose.invitation(
         practice,
         patient,
-        link=compose.link_url(settings.link_base_url, link.token),
+        link=compose.LinkRef(settings.link_base_url, link.nonce, link.digest),
         expires_at=link.expires_at,
         reset=reset,
         self_service=self_service,

@@ -12,6 +12,7 @@ from datetime import timedelta
 import structlog
 
 from core.clock import utcnow
+from core.link_keys import LinkKeys
 from core.settings import Settings
 from models import LinkPurpose, LinkToken
 from onboarding import reach
@@ -60,6 +61,7 @@ async def send_due_reminders(settings: Settings, batch: int = 200) -> int:
                 purpose=LinkPurpose.INVITATION,
                 ttl=settings.staff_link_ttl,
                 created_by=link.created_by_id,
+                keys=LinkKeys.from_settings(settings),
                 is_reminder=True,
             )
             practice = await change.practice()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from core.clock import utcnow
+from core.link_keys import LinkKeys
 from core.settings import Settings
 from mail import compose, outbox
 from models import LinkPurpose, LinkToken, OutboxMessage, Patient
@@ -101,6 +102,7 @@ async def process_self_reset(actor: Actor, claim: IdentityClaim, settings: Setti
                     purpose=LinkPurpose.SELF_SERVICE,
                     ttl=settings.self_service_link_ttl,
                     created_by=None,
+                    keys=LinkKeys.from_settings(settings),
                 )
                 await change.queue(
                     [

@@ -38,6 +38,7 @@ from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from core.clock import utcnow
+from core.link_keys import LinkKeys
 from core.secrets import digest, new_token
 from core.settings import Settings
 from mail import compose, outbox
@@ -64,11 +65,14 @@ SESSION_PREFIX = "ses_"
 
 @dataclass(frozen=True)
 class IssuedLink:
-    """The raw token exists only here, on its way into the message."""
+    """A new link as its message carries it: the nonce the dispatcher re-derives the
+    token from at send time, and the digest that tells it which key made it. The raw
+    token is not kept, not even here (core.link_keys)."""
 
     patient_id: int
     link_id: int
-    token: str
+    nonce: str
+    digest: str
     expires_at: datetime
     sent_to: str
 
@@ -262,17 +266,20 @@ class PatientChange:
         purpose: LinkPurpose,
         ttl: timedelta,
         created_by: int | None,
+        keys: LinkKeys,
         is_reminder: bool = False,
     ) -> list[IssuedLink]:
         """One new link per (patient id, address), in bulk statements; older outstanding
-        links of these patients are revoked, so each has at most one usable link."""
+        links of these patients are revoked, so each has at most one usable link. Each
+        token is derived from the server secret (``keys``) and a fresh nonce; the link
+        row stores only the token's digest."""
         if not patients:
             return []
         now = utcnow()
         expires_at = now + ttl
         patient_ids = [pid for pid, _ in patients]
-        tokens = {pid: new_token() for pid in patient_ids}
-        digests = {pid: digest(tokens[pid]) for pid in patient_ids}
+        issued = {pid: keys.issue() for pid in patient_ids}
+        digests = {pid: issued[pid].digest for pid in patient_ids}
         practice_of = {pid: self.patients[pid].practice_id for pid in patient_ids}
         inserted = await insert_rows(
             LinkToken._meta.db_table,
@@ -314,7 +321,7 @@ class PatientChange:
         # older links, instead of rewriting 10,000 patient rows a second time.
         await self.revoke_links(patient_ids, RevokeReason.SUPERSEDED, keep=list(new_ids.values()))
         return [
-            IssuedLink(pid, new_ids[pid], tokens[pid], expires_at, address)
+            IssuedLink(pid, new_ids[pid], issued[pid].nonce, digests[pid], expires_at, address)
             for pid, address in patients
         ]
 

@@ -7,7 +7,7 @@ from tortoise.migrations import operations as ops
 
 
 class Migration(migrations.Migration):
-    dependencies = [("models", "0013_reach")]
+    dependencies = [("models", "0015_link_keys")]
 
     initial = False
 
