@@ -209,7 +209,12 @@ async def test_redeem_refuses_the_new_username_with_characters_added(
     api: Api, staff: Staff, mailbox: Mailbox
 ) -> None:
     _, token = await invited(api, staff.token, mailbox, email="kim.north@example.com")
-    for password in ("averyquinnxyz", "Avery_Quinn_99!", "averyquin!!!!", "ＡｖｅｒｙＱｕｉｎｎ２０２４"):
+    for password in (
+        "averyquinnxyz",
+        "Avery_Quinn_99!",
+        "averyquin!!!!",
+        "ＡｖｅｒｙＱｕｉｎｎ２０２４",
+    ):
         refused = await redeem(api, token, "averyquinn", password)
         assert codes(refused) == ["PASSWORD_TOO_WEAK"], password
         assert refused["userErrors"][0]["field"] == ["password"]
@@ -229,8 +234,9 @@ async def test_redeem_refuses_the_email_local_part_with_characters_added(
         "mutation($i: RedeemTokenInput!) { redeemToken(input: $i) { userErrors { message } } }",
         {"i": {"token": token, "username": "patient1", "password": "averyquinn-1234"}},
     )
-    assert "built from the username, the email address" in (
-        result["data"]["redeemToken"]["userErrors"][0]["message"]
+    assert (
+        "built from the username, the email address"
+        in (result["data"]["redeemToken"]["userErrors"][0]["message"])
     )
 
 
