@@ -13,6 +13,7 @@ import os
 import re
 import string
 import threading
+import unicodedata
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,10 +22,22 @@ from functools import lru_cache
 from importlib import resources
 
 from passlib.context import CryptContext
+from rapidfuzz.distance import Levenshtein
 
 from core import metrics
 
 MAX_PASSWORD_LENGTH = 128
+# "The username with a few characters added, removed or changed" (SECURITY PWD-5): at
+# most this many single-character edits away from the username or the email's local part.
+FEW_EDITS = 4
+
+
+def normalize(password: str) -> str:
+    """NFKC (NIST SP 800-63B 5.1.1.2, SECURITY PWD-3): "é" typed as one code point or as
+    "e" plus a combining accent, and full-width "Ｐ" from an East Asian keyboard, are the
+    same password whatever device types it. Every rule and every hash sees this form."""
+    return unicodedata.normalize("NFKC", password)
+
 
 pwd_context = CryptContext(
     schemes=["argon2"],
@@ -49,7 +62,7 @@ class PasswordProblem(StrEnum):
     CONTAINS_EMAIL = "must not contain the email address"
     CONTROL_CHARACTERS = "must not contain control characters"
     SEQUENTIAL = "is too predictable: a run of consecutive letters, digits or keys"
-    CONTEXT_WORD = "must not be built from the username or the portal's name"
+    CONTEXT_WORD = "must not be built from the username, the email address or the portal's name"
 
 
 @lru_cache(maxsize=1)
@@ -121,13 +134,43 @@ def _is_predictable(password: str, username: str | None) -> tuple[bool, bool]:
     return sequential, context
 
 
+def _skeleton(text: str) -> str:
+    return "".join(ch for ch in text.casefold() if ch.isalnum())
+
+
+def _near(password: str, name: str | None) -> bool:
+    """``password`` is ``name`` with a few characters added, removed or changed, ignoring
+    case, separators and the digits and symbols around it: "averyquinnx", "Avery_Quinn",
+    "averyquin!!!", "Jordan-Lee-2024x" for avery.quinn / jordan.lee. Either it is at most
+    ``FEW_EDITS`` edits from the name, or it contains the name and, besides digits, at
+    most ``FEW_EDITS`` other letters. Names under 3 characters are too short to say
+    anything about a 12-character password."""
+    if not name or len(_skeleton(name)) < 3:
+        return False
+    lowered, name = password.casefold(), name.casefold()
+    skeleton, name_skeleton = _skeleton(lowered), _skeleton(name)
+    pairs = ((lowered, name), (_core(lowered), _core(name)), (skeleton, name_skeleton))
+    if any(
+        text and target and Levenshtein.distance(text, target, score_cutoff=FEW_EDITS) <= FEW_EDITS
+        for text, target in pairs
+    ):
+        return True
+    rest = skeleton.replace(name_skeleton, "", 1)
+    return rest != skeleton and sum(not ch.isdigit() for ch in rest) <= FEW_EDITS
+
+
 def password_problems(
     password: str, *, min_length: int, username: str | None = None, email: str | None = None
 ) -> list[PasswordProblem]:
     """Every reason to refuse ``password``; empty when it is acceptable.
 
-    Length is checked first and alone, so a 1 MB "password" costs nothing further."""
+    Length is checked first and alone, so a 1 MB "password" costs nothing further. The
+    rules judge the NFKC form, the one that is hashed: "ｐａｓｓｗｏｒｄ１２３４" is as
+    common as its ASCII twin."""
     if len(password) > MAX_PASSWORD_LENGTH:
+        return [PasswordProblem.TOO_LONG]
+    password = normalize(password)
+    if len(password) > MAX_PASSWORD_LENGTH:  # a ligature or "㍻" grows under NFKC
         return [PasswordProblem.TOO_LONG]
     problems: list[PasswordProblem] = []
     if len(password) < min_length:
@@ -144,11 +187,15 @@ def password_problems(
     lowered = password.casefold()
     if username and lowered == username.casefold():
         problems.append(PasswordProblem.EQUALS_USERNAME)
-    elif context_word:
+    elif context_word or _near(password, username) or _near(password, _local_part(email)):
         problems.append(PasswordProblem.CONTEXT_WORD)
     if email and email.casefold() in lowered:
         problems.append(PasswordProblem.CONTAINS_EMAIL)
     return problems
+
+
+def _local_part(email: str | None) -> str | None:
+    return email.rpartition("@")[0] if email and "@" in email else None
 
 
 class HashQueueFull(Exception):
@@ -191,15 +238,19 @@ class Hasher:
             self._pending -= 1
 
     async def hash(self, password: str) -> str:
+        """The hash of the NFKC form (``normalize``): every path that sets a password
+        comes through here."""
         loop = asyncio.get_running_loop()
         with self._slot(), metrics.HASH_QUEUE.track_inprogress():
-            return await loop.run_in_executor(self._pool, pwd_context.hash, password)
+            return await loop.run_in_executor(self._pool, pwd_context.hash, normalize(password))
 
     async def verify_and_update(
         self, password: str, stored_hash: str | None
     ) -> tuple[bool, str | None]:
         """(ok, new_hash). ``stored_hash=None`` runs passlib's dummy verification so that
-        an unknown user or an account without password costs the same as a wrong one."""
+        an unknown user or an account without password costs the same as a wrong one.
+        ``new_hash`` is set when the stored hash should be replaced: old parameters, or
+        a hash made before passwords were normalised (see ``_verify_and_update``)."""
         loop = asyncio.get_running_loop()
         with self._slot(), metrics.HASH_QUEUE.track_inprogress():
             return await loop.run_in_executor(
@@ -226,11 +277,25 @@ def _lower_priority(nice: int) -> None:
 
 
 def _verify_and_update(password: str, stored_hash: str | None) -> tuple[bool, str | None]:
+    """The NFKC form first. Hashes stored before passwords were normalised hold the raw
+    form as it was typed; when the normalised form fails and the raw one differs, the raw
+    one is tried too, and if it matches, a hash of the normalised form comes back as
+    ``new_hash`` (the caller stores it under the patient's lock, only if the stored hash
+    is still the one verified here). A password whose raw and NFKC forms differ costs two
+    verifications whether or not the account exists, so the extra try tells nothing."""
+    normal = normalize(password)
+    tries = [normal] if normal == password else [normal, password]
     if stored_hash is None:
-        pwd_context.dummy_verify()
+        for _ in tries:
+            pwd_context.dummy_verify()
         return False, None
     try:
-        return pwd_context.verify_and_update(password, stored_hash)
+        ok, new_hash = pwd_context.verify_and_update(normal, stored_hash)
+        if ok or len(tries) == 1:
+            return ok, new_hash
+        if not pwd_context.verify(password, stored_hash):
+            return False, None
+        return True, pwd_context.hash(normal)
     except ValueError:  # corrupt or unknown hash format: a failed login, never a 500
         pwd_context.dummy_verify()
         return False, None

@@ -18,7 +18,8 @@ from graphql import GraphQLError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLRequestData
@@ -47,6 +48,23 @@ REMINDER_INTERVAL_SECONDS = 60
 log = structlog.get_logger("graph.app")
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 
+# Development GraphiQL (issue 10 item 7): the page and its assets ship in the package
+# (graph/static/graphiql/), so it loads offline and asks no CDN for code that would run
+# with the staff token in reach. The policy allows this origin only; styles may be
+# inline because React and CodeMirror set style attributes as they lay out the editors.
+GRAPHIQL_ASSETS_PATH = "/graphiql-assets"
+GRAPHIQL_ASSETS = Path(__file__).with_name("static") / "graphiql"
+GRAPHIQL_PAGE = (
+    (Path(__file__).with_name("static") / "graphiql.html")
+    .read_text("utf-8")
+    .replace("__ASSETS__", GRAPHIQL_ASSETS_PATH)
+)
+GRAPHIQL_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
 
 class PortalGraphQL(GraphQL[Context, None]):
     def __init__(
@@ -55,6 +73,10 @@ class PortalGraphQL(GraphQL[Context, None]):
         super().__init__(schema, **kwargs)
         self.services = services
         self.persisted = persisted
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        # Our page, not Strawberry's CDN one: packaged assets, headers never persisted.
+        return HTMLResponse(GRAPHIQL_PAGE, headers={"Content-Security-Policy": GRAPHIQL_CSP})
 
     def decode_json(self, data: str | bytes) -> object:
         # orjson, not json: it refuses what is no text (invalid or overlong UTF-8,
@@ -252,6 +274,9 @@ def create_app(
         # A stand-in for the patient app's link page, so the embedded default works end
         # to end in a browser; production links point at the real patient app.
         routes.append(Route("/portal/activate", activate_page(settings)))
+        routes.append(
+            Mount(GRAPHIQL_ASSETS_PATH, StaticFiles(directory=GRAPHIQL_ASSETS), name="graphiql")
+        )
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.services = services
     # Inside PortalMiddleware, so preflight answers get the request id, the protective

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.clock import utcnow
-from core.passwords import Hasher
+from core.passwords import Hasher, normalize
 from core.settings import Settings
 from models import PasswordOrigin, PatientSession, PortalAccount
 from onboarding import audit, checkpoints
@@ -154,7 +154,8 @@ async def change_password(
             username=account.username,
             email=patient.email,
         )
-        if weak is None and new_password == current_password:
+        # The same password typed in another Unicode form is the same password.
+        if weak is None and normalize(new_password) == normalize(current_password):
             weak = Problem(
                 ErrorCode.PASSWORD_TOO_WEAK,
                 "choose a password you have not used here",

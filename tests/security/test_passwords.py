@@ -100,7 +100,8 @@ async def test_long_unicode_password_round_trips(api: Api, staff: Staff, mailbox
 
 async def test_no_truncation_or_modification(api: Api, staff: Staff, mailbox: Mailbox) -> None:
     """PWD-3: the password is verified exactly as received: no truncation (not at 72
-    bytes, not at 127 chars), no case folding, no space collapsing, no normalisation."""
+    bytes, not at 127 chars), no case folding, no space collapsing. (Unicode forms are
+    NFKC-normalised, NIST's SHOULD: test_password_forms.py; ASCII is unchanged by it.)"""
     password = "Violet Harbor  Tuesday " + "".join(string.ascii_letters[i % 52] for i in range(105))
     assert len(password) == 128
     await active_patient(api, staff.token, mailbox, password=password)
