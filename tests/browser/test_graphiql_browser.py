@@ -6,6 +6,8 @@ only leaves headers out)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -90,11 +92,14 @@ async def test_graphiql_loads_offline_and_never_stores_the_staff_token(
         # GraphiQL writes its history at once and its tabs after a short debounce; wait
         # for both, then reload. (With shouldPersistHeaders: false alone, GraphiQL 4
         # still copies the headers into its history: the storage must strip them.)
-        await page.wait_for_function(
-            """query => localStorage.getItem("graphiql:queries") !== null
-                && (localStorage.getItem("graphiql:tabState") || "").includes(query)""",
-            arg=QUERY.split("{")[0].strip(),
-        )
+        # (Polled from here: wait_for_function's requestAnimationFrame polling stalled in
+        # headless chromium on a busy machine.)
+        persisted = """query => localStorage.getItem("graphiql:queries") !== null
+            && (localStorage.getItem("graphiql:tabState") || "").includes(query)"""
+        deadline = time.monotonic() + 30
+        while not await page.evaluate(f"({persisted})", QUERY.split("{")[0].strip()):
+            assert time.monotonic() < deadline, "GraphiQL never stored its history and tabs"
+            await asyncio.sleep(0.1)
         await page.reload()
         await page.wait_for_selector(QUERY_EDITOR)
         stored: dict[str, str] = await page.evaluate("() => ({...window.localStorage})")
