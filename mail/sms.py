@@ -25,6 +25,7 @@ import httpx
 from core.settings import Settings
 from mail.transports import (
     HandOver,
+    OneStepTransport,
     Outcome,
     Outgoing,
     Proceed,
@@ -58,23 +59,16 @@ def gsm7_length(text: str) -> int | None:
     return length
 
 
-class SmsFileTransport:
+class SmsFileTransport(OneStepTransport):
     """Development: one ``.txt`` per message in ``PORTAL_SMS_DIR``, the number first."""
 
     def __init__(self, settings: Settings) -> None:
         self.directory = Path(settings.sms_dir)
 
-    async def send(
-        self,
-        items: Sequence[Outgoing],
-        proceed: Proceed,
-        settle: Settle,
-        hand_over: HandOver | None = None,
-    ) -> None:
+    async def prepare(self) -> None:
         await anyio.Path(self.directory).mkdir(parents=True, exist_ok=True)
-        await hand_each(items, proceed, settle, hand_over, self._write)
 
-    async def _write(self, item: Outgoing) -> Result:
+    async def send_one(self, item: Outgoing) -> Result:
         name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex}.txt"
         await anyio.Path(self.directory / name).write_text(
             f"To: {item.to_addr}\n\n{item.text}\n", encoding="utf-8"
@@ -82,22 +76,13 @@ class SmsFileTransport:
         return Result(Outcome.SENT, "written")
 
 
-class SmsConsoleTransport:
+class SmsConsoleTransport(OneStepTransport):
     """Development only: prints texts, links included, to stdout."""
 
     def __init__(self, settings: Settings) -> None:
         del settings
 
-    async def send(
-        self,
-        items: Sequence[Outgoing],
-        proceed: Proceed,
-        settle: Settle,
-        hand_over: HandOver | None = None,
-    ) -> None:
-        await hand_each(items, proceed, settle, hand_over, self._print)
-
-    async def _print(self, item: Outgoing) -> Result:
+    async def send_one(self, item: Outgoing) -> Result:
         sys.stdout.write(f"SMS to {item.to_addr}:\n{item.text}\n\n")
         sys.stdout.flush()
         return Result(Outcome.SENT, "printed")
@@ -106,7 +91,7 @@ class SmsConsoleTransport:
 TEXTS_OFF = "text messages are turned off (PORTAL_SMS_BACKEND=off)"
 
 
-class SmsOffTransport:
+class SmsOffTransport(OneStepTransport):
     """A clinic that does not text: sendInvitation refuses SMS up front
     (``SMS_NOT_AVAILABLE``); what still reaches the outbox (queued before the switch, or
     a notice to a patient whose only address is a mobile) fails at once with this reason,
@@ -115,16 +100,7 @@ class SmsOffTransport:
     def __init__(self, settings: Settings) -> None:
         del settings
 
-    async def send(
-        self,
-        items: Sequence[Outgoing],
-        proceed: Proceed,
-        settle: Settle,
-        hand_over: HandOver | None = None,
-    ) -> None:
-        await hand_each(items, proceed, settle, hand_over, self._refuse)
-
-    async def _refuse(self, item: Outgoing) -> Result:
+    async def send_one(self, item: Outgoing) -> Result:
         del item
         return Result(Outcome.PERMANENT, TEXTS_OFF)
 

@@ -135,16 +135,13 @@ class Transport(Protocol):
         Items never settled were not attempted."""
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as file:
-        file.write(data)
+class OneStepTransport:
+    """A transport whose every message is handed over in one step (a file written, a
+    line printed): subclasses say how to send one message, ``send`` runs them as
+    ``hand_each``'s lane."""
 
-
-class FileTransport:
-    def __init__(self, settings: Settings) -> None:
-        self.sender = settings.mail_from
-        self.directory = Path(settings.mail_dir)
+    async def prepare(self) -> None:
+        """Before the first message of a batch (e.g. the folder it writes into)."""
 
     async def send(
         self,
@@ -153,11 +150,29 @@ class FileTransport:
         settle: Settle,
         hand_over: HandOver | None = None,
     ) -> None:
+        await self.prepare()
+        await hand_each(items, proceed, settle, hand_over, self.send_one)
+
+    async def send_one(self, item: Outgoing) -> Result:
+        raise NotImplementedError
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(data)
+
+
+class FileTransport(OneStepTransport):
+    def __init__(self, settings: Settings) -> None:
+        self.sender = settings.mail_from
+        self.directory = Path(settings.mail_dir)
+
+    async def prepare(self) -> None:
         # Messages carry live links: owner-only folder and files, whatever the umask.
         await anyio.Path(self.directory).mkdir(mode=0o700, parents=True, exist_ok=True)
-        await hand_each(items, proceed, settle, hand_over, self._write)
 
-    async def _write(self, item: Outgoing) -> Result:
+    async def send_one(self, item: Outgoing) -> Result:
         # Sortable by time, unique, and free of characters some file systems refuse.
         name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex}.eml"
         data = build_message(self.sender, item)
@@ -165,22 +180,13 @@ class FileTransport:
         return Result(Outcome.SENT, "written")
 
 
-class ConsoleTransport:
+class ConsoleTransport(OneStepTransport):
     """Development only: prints whole messages, links included, to stdout."""
 
     def __init__(self, settings: Settings) -> None:
         self.sender = settings.mail_from
 
-    async def send(
-        self,
-        items: Sequence[Outgoing],
-        proceed: Proceed,
-        settle: Settle,
-        hand_over: HandOver | None = None,
-    ) -> None:
-        await hand_each(items, proceed, settle, hand_over, self._print)
-
-    async def _print(self, item: Outgoing) -> Result:
+    async def send_one(self, item: Outgoing) -> Result:
         sys.stdout.write(build_message(self.sender, item).decode() + "\n")
         sys.stdout.flush()
         return Result(Outcome.SENT, "printed")
