@@ -6,6 +6,11 @@ payload (the SIV construction), so the same position always gives the same curso
 such as Apollo match cursors by equality) and a repeated nonce only ever encrypts the same
 plaintext. The context (e.g. "patient cursor, practice 7") is authenticated data: a cursor
 sealed for another practice or another list fails to open exactly like a forged one.
+
+Key rotation: values are always sealed with the current secret, and opened with the
+current one or, when ``PORTAL_SECRET_KEY_PREVIOUS`` is set, the previous one. A Tool that
+holds a cursor across the deploy that rotates the secret keeps paging instead of being
+refused (the same window as links queued under the old key, core.link_keys).
 """
 
 from __future__ import annotations
@@ -36,10 +41,17 @@ def _derive(secret: bytes, purpose: bytes) -> bytes:
 
 
 class Sealer:
-    def __init__(self, secret: str, purpose: str = "cursor") -> None:
+    def __init__(self, secret: str, purpose: str = "cursor", previous: str | None = None) -> None:
         raw = secret.encode()
         self._aead = AESGCM(_derive(raw, f"portal {purpose} v1 key".encode()))
         self._nonce_key = _derive(raw, f"portal {purpose} v1 nonce".encode())
+        # Opening only: the current key first, so the previous one costs nothing until
+        # a value sealed before the rotation arrives.
+        self._openers = [self._aead]
+        if previous:
+            self._openers.append(
+                AESGCM(_derive(previous.encode(), f"portal {purpose} v1 key".encode()))
+            )
 
     def seal(self, context: str, payload: Any) -> str:
         data = orjson.dumps(payload)
@@ -58,8 +70,10 @@ class Sealer:
             raise BadSeal("not a value this service issued") from exc
         if len(raw) < NONCE_BYTES + 16:
             raise BadSeal("not a value this service issued")
-        try:
-            data = self._aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode())
-        except InvalidTag as exc:
-            raise BadSeal("not a value this service issued") from exc
-        return orjson.loads(data)
+        for aead in self._openers:
+            try:
+                data = aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode())
+            except InvalidTag:
+                continue
+            return orjson.loads(data)
+        raise BadSeal("not a value this service issued")

@@ -38,7 +38,15 @@ class Services:
             ),
             limiter=RateLimiter(settings),
             dispatcher=Dispatcher(settings, transport, on_outcome=record_delivery_outcome),
-            sealer=Sealer(settings.secret_key.get_secret_value(), "cursor"),
+            sealer=Sealer(
+                settings.secret_key.get_secret_value(),
+                "cursor",
+                previous=(
+                    settings.secret_key_previous.get_secret_value()
+                    if settings.secret_key_previous
+                    else None
+                ),
+            ),
             webhooks=WebhookWorker(settings),
             live=LiveHub(settings),
         )

@@ -9,6 +9,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from core.clock import utcnow
+from core.unset import UNSET
 from mail import compose, outbox
 from models import INVITABLE_CHART_STATUSES, ChartStatus, Patient, RevokeReason
 from onboarding import audit, reach
@@ -16,8 +17,6 @@ from onboarding.actor import Actor
 from onboarding.errors import ErrorCode, Problem
 from onboarding.unit_of_work import PatientChange, patient_change
 from onboarding.validation import check_birth_date, check_email, check_text, check_zip
-
-UNSET = object()
 
 
 @dataclass

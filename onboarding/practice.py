@@ -9,6 +9,7 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
+from core.unset import UNSET
 from models import Practice, StaffUser
 from onboarding.actor import Actor
 from onboarding.admin import MAX_PRACTICE_NAME
@@ -21,14 +22,6 @@ from onboarding.validation import (
     check_time_zone,
     check_website,
 )
-
-
-class _Unset:
-    def __repr__(self) -> str:
-        return "UNSET"
-
-
-UNSET: Any = _Unset()
 
 FORBIDDEN = Problem(
     ErrorCode.FORBIDDEN, "only a practice administrator may change the practice profile"

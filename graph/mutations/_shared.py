@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import strawberry
 
+from core.unset import UNSET
 from graph.context import Info
 from graph.errors import UserError, user_errors
 from graph.ids import requested_id
@@ -14,6 +15,11 @@ from graph.types.onboarding import OnboardingFilter
 from graph.types.patient import Patient
 from onboarding.bulk import BulkRequest, RowResult
 from onboarding.listing import PatientReader
+
+
+def given(value: object) -> object:
+    """An input field the client left out is core.unset.UNSET to the domain."""
+    return UNSET if value is strawberry.UNSET else value
 
 
 async def load_patients(info: Info, ids: Sequence[int]) -> dict[int, Patient]:

@@ -7,12 +7,12 @@ import strawberry
 from graph.context import Info
 from graph.errors import UserError, user_errors
 from graph.ids import PATIENT_ID_DESCRIPTION, patient_pk
-from graph.mutations._shared import load_patients
+from graph.mutations._shared import given, load_patients
 from graph.permissions import staff_only
 from graph.types.enums import ChartStatus
 from graph.types.patient import Patient
 from onboarding.errors import ErrorCode, Problem
-from onboarding.patients import UNSET, ChartInput
+from onboarding.patients import ChartInput
 from onboarding.patients import update_patient as update_chart
 
 
@@ -37,10 +37,6 @@ class UpdatePatientPayload:
     user_errors: list[UserError]
 
 
-def _given(value: object) -> object:
-    return UNSET if value is strawberry.UNSET else value
-
-
 @strawberry.mutation(
     description="Change chart fields (staff). A new email revokes outstanding links.",
     extensions=staff_only(),
@@ -53,21 +49,21 @@ async def update_patient(info: Info, input: UpdatePatientInput) -> UpdatePatient
             patient=None,
             user_errors=user_errors([Problem(ErrorCode.NOT_FOUND, "no such patient", ("id",))]),
         )
-    status = _given(input.chart_status)
+    status = given(input.chart_status)
     patient_id, problems = await update_chart(
         ctx.actor,
         pid,
         ChartInput(
-            chart_number=_given(input.chart_number),
-            first_name=_given(input.first_name),
-            last_name=_given(input.last_name),
-            date_of_birth=_given(input.date_of_birth),
-            email=_given(input.email),
-            zip_code=_given(input.zip_code),
+            chart_number=given(input.chart_number),
+            first_name=given(input.first_name),
+            last_name=given(input.last_name),
+            date_of_birth=given(input.date_of_birth),
+            email=given(input.email),
+            zip_code=given(input.zip_code),
             chart_status=status.value if isinstance(status, ChartStatus) else status,
-            preferred_language=_given(input.preferred_language),
-            mobile_phone=_given(input.mobile_phone),
-            sms_consent=_given(input.sms_consent),
+            preferred_language=given(input.preferred_language),
+            mobile_phone=given(input.mobile_phone),
+            sms_consent=given(input.sms_consent),
             phone_region=ctx.settings.phone_region,
         ),
     )

@@ -4,9 +4,10 @@ import strawberry
 
 from graph.context import Info
 from graph.errors import UserError, user_errors
+from graph.mutations._shared import given
 from graph.permissions import staff_only
 from graph.types.practice import Practice
-from onboarding.practice import UNSET, ProfileInput
+from onboarding.practice import ProfileInput
 from onboarding.practice import update_practice as update_profile
 
 
@@ -26,10 +27,6 @@ class UpdatePracticePayload:
     user_errors: list[UserError]
 
 
-def _given(value: object) -> object:
-    return UNSET if value is strawberry.UNSET else value
-
-
 @strawberry.mutation(
     description="Edit the practice profile (practice administrators; others get FORBIDDEN).",
     extensions=staff_only(),
@@ -41,12 +38,12 @@ async def update_practice(info: Info, input: UpdatePracticeInput) -> UpdatePract
         ctx.actor,
         staff,
         ProfileInput(
-            name=_given(input.display_name),
-            phone=_given(input.phone),
-            reply_to=_given(input.reply_to),
-            sender_name=_given(input.sender_name),
-            website=_given(input.website),
-            time_zone=_given(input.time_zone),
+            name=given(input.display_name),
+            phone=given(input.phone),
+            reply_to=given(input.reply_to),
+            sender_name=given(input.sender_name),
+            website=given(input.website),
+            time_zone=given(input.time_zone),
         ),
         region=ctx.settings.phone_region,
     )

@@ -29,7 +29,7 @@ from mail.dispatcher import Dispatcher
 from models import DeliveryStatus, LinkToken, OutboxMessage, OutboxStatus, RevokeReason
 from onboarding.delivery import record_delivery_outcome
 from tests.conftest import Api, Mailbox, Staff, make_settings, token_from, twilio_settings
-from tests.helpers import enabled_patient, invite
+from tests.helpers import create_patient, enabled_patient, invite
 from tests.security.support import SELF_RESET, TOKEN_INFO, identity, redeem
 from tests.twilio_fake import TwilioFake
 
@@ -208,6 +208,37 @@ async def test_rotation_keeps_queued_mail_and_sent_links_working(
         for token, username in ((old_token, "first.q"), (queued_token, "second.q")):
             assert (await redeem(rotated, token, username))["userErrors"] == []
         assert (await redeem(rotated, new_token, "third.q"))["userErrors"] == []
+
+
+PAGE = """query($after: String) { onboarding(first: 1, after: $after) {
+  edges { node { chartNumber } } pageInfo { endCursor } } }"""
+
+
+async def test_rotation_keeps_the_tools_cursors_working(
+    api: Api, staff: Staff, database: str
+) -> None:
+    """A page cursor sealed under the old key still pages after the rotation (the Tool
+    keeps its place across the deploy); without PREVIOUS it is refused, typed."""
+    for n in (1, 2):
+        await create_patient(api, staff.token, n=n)
+    first = await api.gql(PAGE, {}, staff.token)
+    cursor = first["data"]["onboarding"]["pageInfo"]["endCursor"]
+    seen = first["data"]["onboarding"]["edges"][0]["node"]["chartNumber"]
+
+    port = api.settings.smtp_port
+    async with app_with(database, port, secret_key=KEY_B, secret_key_previous=KEY_A) as rotated:
+        rest = await rotated.gql(PAGE, {"after": cursor}, staff.token)
+        [edge] = rest["data"]["onboarding"]["edges"]
+        assert edge["node"]["chartNumber"] != seen
+        # new cursors are sealed with the new key only
+        fresh = rest["data"]["onboarding"]["pageInfo"]["endCursor"]
+    async with app_with(database, port, secret_key=KEY_A) as old_only:
+        refused = await old_only.gql(PAGE, {"after": fresh}, staff.token)
+        assert refused["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    async with app_with(database, port, secret_key=KEY_B) as without_previous:
+        refused = await without_previous.gql(PAGE, {"after": cursor}, staff.token)
+        assert refused["data"] is None
+        assert refused["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
 
 
 async def test_a_wrong_key_yields_no_working_link(
