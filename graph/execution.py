@@ -623,6 +623,13 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
         object_type: GraphQLObjectType = spec.object_type  # type: ignore[assignment]
         is_type_of = spec.is_type_of
         info: GraphQLResolveInfo | None = None
+        # Every item completes the same sub-selection on the same type: one plan.
+        steps = (
+            self._subplan(object_type, field_details_list)
+            if not item_is_leaf and position_context is None
+            else None
+        )
+        run = self._run
         completed_results: list[Any] = []
         append = completed_results.append
         awaitable_indices: list[int] = []
@@ -669,12 +676,16 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
                             info = self._info(spec, parent_type, field_details_list, path)
                         if is_type_of is None or is_type_of(item, info) is True:
                             try:
-                                completed_item = self._complete_object(
-                                    object_type,
-                                    field_details_list,
-                                    item_path,
-                                    item,
-                                    position_context,
+                                completed_item = (
+                                    run(object_type, item, item_path, steps, None)
+                                    if steps is not None
+                                    else self.collect_and_execute_subfields(
+                                        object_type,
+                                        field_details_list,
+                                        item_path,
+                                        item,
+                                        position_context,
+                                    )
                                 )
                             except Exception as raw_error:
                                 self.handle_field_error(
