@@ -24,7 +24,6 @@ import argparse
 import datetime as dt
 import statistics
 import time
-
 from typing import Any
 
 import strawberry
@@ -170,9 +169,9 @@ def service_page(rounds: int) -> None:
     from core.sealing import Sealer
     from graph.cursors import Cursors
     from graph.execution import FastExecutor
-    from graph.types.common import PageRequest
     from graph.schema import SCALARS
-    from graph.types.onboarding import PatientConnection, connection_from_page
+    from graph.types.common import PageRequest
+    from graph.types.onboarding import connection_from_page
     from onboarding.listing import Page
     from onboarding.status import PortalStatus
 

@@ -127,6 +127,7 @@ def _enum_members(leaf: Any) -> dict[int, Any] | None:
     if not isinstance(leaf, GraphQLEnumType) or not isinstance(wrapped, EnumMeta):
         return None
     table: dict[int, Any] = {}
+    member: Any
     for member in wrapped:
         if isinstance(member, Exception) or is_awaitable(member):
             continue
@@ -143,14 +144,14 @@ def _named_kind(
     named: GraphQLOutputType,
 ) -> tuple[int, dict[str, Any]]:
     if is_leaf_type(named):
-        coerce = named.coerce_output_value  # type: ignore[union-attr]
+        coerce = named.coerce_output_value
         return _LEAF, {
             "coerce": coerce,
             "ident": _IDENTITY.get(coerce),
             "members": _enum_members(named),
         }
     if is_object_type(named):
-        obj: GraphQLObjectType = named  # type: ignore[assignment]
+        obj: GraphQLObjectType = named
         itof = obj.is_type_of
         return _OBJECT, {
             "object_type": obj,
@@ -192,7 +193,7 @@ def compile_spec(schema: GraphQLSchema, parent_type: GraphQLObjectType, name: st
         # @stream would change list completion; this schema has no such directive.
         if schema.get_directive("stream") is not None:
             return _GENERIC_SPEC
-        item_type = named.of_type  # type: ignore[union-attr]
+        item_type = named.of_type
         item_nullable = not is_non_null_type(item_type)
         item_named = item_type if item_nullable else item_type.of_type
         kind, extra = _named_kind(item_named)
@@ -308,7 +309,7 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
             object_type, field_details_list, path, value, position_context
         )
 
-    def execute_fields(  # type: ignore[override]
+    def execute_fields(
         self,
         parent_type: GraphQLObjectType,
         source_value: Any,
