@@ -273,14 +273,16 @@ async def test_the_real_app_answers_the_same_bytes_with_and_without_the_fast_pat
     assert partial["data"]["patient"] is None and partial["data"]["onboarding"]["edges"]
     assert {tuple(e["path"]) for e in partial["errors"]} >= {("patient", "invitations")}
 
-    # And the fast path was the one answering: the page's plain fields were compiled.
-    compiled = [
-        spec
-        for specs in execution._SPECS.values()
-        for (parent, name), spec in specs.items()
-        if parent.name == "Patient" and name == "firstName"
-    ]
-    assert compiled and all(spec.kind == execution._LEAF for spec in compiled)
+    # And the fast path was the one answering: the app's schema runs FastExecutor, and
+    # the page's plain fields were compiled for it (and not left to the generic path).
+    [graphql_app] = [r.endpoint for r in api.app.routes if getattr(r, "path", "") == "/graphql"][:1]
+    assert graphql_app.schema.execution_context_class is FastExecutor
+    specs = execution._SPECS[graphql_app.schema._schema]
+    by_name = {(parent.name, name): spec.kind for (parent, name), spec in specs.items()}
+    assert by_name[("Patient", "firstName")] == execution._LEAF
+    assert by_name[("Patient", "account")] == execution._OBJECT
+    assert by_name[("PatientConnection", "edges")] == execution._LIST
+    assert by_name[("PatientConnection", "totalCount")] == execution._GENERIC
 
 
 # --- a schema that breaks every rule ---------------------------------------------------
