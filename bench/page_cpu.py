@@ -1,7 +1,7 @@
 """Python CPU per Onboarding page: the service against the honest reference, in process.
 
 ``python -m bench.page_cpu --postgres-url URL --plan plan.json [--rounds 300] [--shape first]
-[--profile out.prof] [--service-env PORTAL_X=VALUE]``
+[--profile out.prof] [--service-env PORTAL_X=VALUE] [--compare-generic] [--overhead]``
 
 Both apps (the real service from ``graph.app.create_app`` with production settings, and
 ``bench.reference``'s honest route) answer the same requests over httpx's ASGI transport
@@ -11,7 +11,11 @@ in its server process and is not in it). CPU time, unlike latency, hardly moves 
 other programs share the machine, so a change's effect shows on a busy machine too.
 The difference service - reference is what the service's Python adds to a page.
 ``--profile`` writes a cProfile of the service's requests alone (pstats file) and prints
-its top functions.
+its top functions. ``--compare-generic`` adds, in the same alternation, the same service
+built with ``fast_execution=False`` (every field through graphql-core's generic
+completion, graph/execution.py): the fast path's saving, measured in one run. ``--overhead`` also times, in the same
+alternation, the service answering ``{ __typename }`` without and with the staff token:
+what any request costs before its page.
 """
 
 from __future__ import annotations
@@ -63,8 +67,13 @@ async def run(args: argparse.Namespace) -> None:
     plan = args.plan_data
     requests = shape_requests(plan, args.shape, args.rounds, seed=5, largest=False)
     apps = {"service": service, "honest": reference.app}
+    if args.compare_generic:
+        # The database connection is the first app's (Tortoise's is process-wide).
+        apps["generic"] = create_app(settings, manage_database=False, fast_execution=False)
     cpu: dict[str, list[float]] = {name: [] for name in apps}
-    profiler = cProfile.Profile() if args.profile else None
+    # Timed by CPU time, like the figures: time waiting for PostgreSQL (or preempted by
+    # other programs) is not charged to the function that was running.
+    profiler = cProfile.Profile(time.process_time) if args.profile else None
     async with contextlib.AsyncExitStack() as stack:
         clients = {}
         for name, app in apps.items():
@@ -87,8 +96,22 @@ async def run(args: argparse.Namespace) -> None:
                 if n >= 20:  # warm caches first
                     cpu[name].append(spent)
                 answers[name] = response.content
-            if answers["service"] != answers["honest"]:
+            if any(answer != answers["honest"] for answer in answers.values()):
                 raise SystemExit(f"answers differ for {body}")
+            if args.overhead:
+                # What the service spends on a request before any page: `{ __typename }`
+                # through the same middleware, view and extensions, without and with the
+                # staff token (its lookup is one statement).
+                for name, auth in (("typename", {}), ("typename+token", headers)):
+                    started = time.process_time()
+                    response = await clients["service"].post(
+                        "/graphql",
+                        content=b'{"query":"{ __typename }"}',
+                        headers={"Content-Type": "application/json", **auth},
+                    )
+                    if n >= 20:
+                        cpu.setdefault(name, []).append(time.process_time() - started)
+                    assert response.status_code == 200 and b"errors" not in response.content
     svc = statistics.mean(cpu["service"]) * 1000
     ref = statistics.mean(cpu["honest"]) * 1000
     print(
@@ -96,6 +119,20 @@ async def run(args: argparse.Namespace) -> None:
         f" service {svc:.2f} ms, honest reference {ref:.2f} ms, difference {svc - ref:.2f} ms,"
         f" ratio {svc / ref:.1f}x"
     )
+    if args.compare_generic:
+        gen = statistics.mean(cpu["generic"]) * 1000
+        print(
+            f"same service with graphql-core's generic completion (fast_execution=False):"
+            f" {gen:.2f} ms, difference {gen - ref:.2f} ms, ratio {gen / ref:.1f}x;"
+            f" fast path saves {gen - svc:.2f} ms per page"
+        )
+    if args.overhead:
+        bare = statistics.mean(cpu["typename"]) * 1000
+        token = statistics.mean(cpu["typename+token"]) * 1000
+        print(
+            f"the service's fixed cost per request: {{ __typename }} {bare:.2f} ms,"
+            f" with the staff token {token:.2f} ms"
+        )
     if profiler is not None:
         profiler.dump_stats(args.profile)
         out = io.StringIO()
@@ -112,6 +149,16 @@ def main() -> None:
     ap.add_argument("--profile", metavar="FILE")
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--service-env", action="append", default=[])
+    ap.add_argument(
+        "--overhead",
+        action="store_true",
+        help="also measure the service's `{ __typename }` without and with the token",
+    )
+    ap.add_argument(
+        "--compare-generic",
+        action="store_true",
+        help="also measure the service with graphql-core's generic completion",
+    )
     args = ap.parse_args()
     # The service's request logs go to a file: their cost stays in, the noise out.
     sys.stdout.flush()

@@ -193,9 +193,15 @@ def activate_page(settings: Settings) -> Any:
 
 
 def create_app(
-    settings: Settings, *, manage_database: bool = True, transport: Transport | None = None
+    settings: Settings,
+    *,
+    manage_database: bool = True,
+    transport: Transport | None = None,
+    fast_execution: bool = True,
 ) -> Starlette:
-    """``manage_database=False`` lets tests own the Tortoise connection in their loop."""
+    """``manage_database=False`` lets tests own the Tortoise connection in their loop;
+    ``fast_execution=False`` completes every field through graphql-core's generic path
+    (graph/execution.py), for tests and benchmarks that compare the two."""
     configure_logging(settings)
     if settings.allow_insecure_defaults:
         # A deliberate pilot: say once per start which production rule is relaxed.
@@ -204,7 +210,7 @@ def create_app(
     events.configure(settings)
     services = Services.build(settings, transport)
     graphql_app = PortalGraphQL(
-        build_schema(settings),
+        build_schema(settings, fast_execution=fast_execution),
         services=services,
         persisted=PersistedOperations(
             load_manifest(settings.trusted_documents) if settings.trusted_documents else None

@@ -23,6 +23,7 @@ from strawberry.types.scalar import ScalarDefinition
 
 from core.passwords import HashQueueFull
 from core.settings import Settings
+from graph.execution import FastExecutor
 from graph.limits import CostLimit, PortalValidation, cached_shape_check
 from graph.mutations import Mutation
 from graph.observability import RequestMetrics
@@ -102,7 +103,9 @@ class PortalSchema(Schema):
                 log.info("graphql.refused", code=code, path=error.path)
 
 
-def build_schema(settings: Settings) -> Schema:
+def build_schema(settings: Settings, *, fast_execution: bool = True) -> Schema:
+    """``fast_execution=False`` runs graphql-core's generic completion for every field
+    (graph/execution.py): what the fast path is checked against in the tests."""
     # The shape check and its cache are built once here. Built per request (as the
     # extension factories would), the cache would never hit and each page would be
     # validated again: ~30% of a page's CPU.
@@ -127,4 +130,5 @@ def build_schema(settings: Settings) -> Schema:
         extensions=extensions,
         scalar_overrides=SCALARS,
         config=StrawberryConfig(disable_field_suggestions=settings.is_production),
+        execution_context_class=FastExecutor if fast_execution else None,
     )

@@ -1,0 +1,812 @@
+"""A graphql-core executor that completes plain fields without the per-field machinery.
+
+graphql-core completes every field of every object the same way: ``execute_field``
+builds a resolve info (Strawberry's subclass), looks up the arguments, calls the
+resolver (for a Strawberry field without a resolver: ``getattr``), checks for an
+awaitable, then ``complete_value`` walks the type (non-null, list, leaf, abstract,
+object) and coerces the value. An Onboarding page of 50 rows has about 950 such values,
+and that walk is most of the page's CPU (docs/onboarding-speed.md, "Python per page").
+
+``FastExecutor`` does the same work directly for the fields where it can be proved to
+give the same answer: a field of an object type whose resolver is Strawberry's default
+(no resolver, no field extension or permission, no arguments, no exception handler) and
+whose type is a leaf, an object, or a list of leaves or objects, with no schema
+extension implementing ``resolve`` (graphql-core middleware). For those it reads the
+attribute as Strawberry's default resolver does, coerces leaves with the type's own
+``coerce_output_value`` and completes objects and lists in place. Anything else takes
+graphql-core's own code for that one field or list item, from the value already read:
+a field with a resolver, an abstract type, a null in a non-null position, a value that
+is an exception or an awaitable, an ``is_type_of`` that does not answer True, a leaf
+whose coercion returns null. Errors are located and propagated by graphql-core's
+``handle_field_error``, so data, errors, paths and null propagation are the generic
+path's, byte for byte (tests/graph/test_fast_execution.py compares both on every shape).
+
+Which fields are selected is still decided by graphql-core's ``collect_subfields`` for
+this request's variables (``@include``/``@skip``), memoized per request as before; a
+plan only records, per selected field, how to complete it.
+
+Written against graphql-core 3.3's ``Executor`` and Strawberry's
+``StrawberryGraphQLCoreExecutionContext``; ``_generic_field`` and ``_complete_list`` are
+the tails of ``Executor.execute_field`` and ``Executor.complete_iterable_value`` /
+``complete_list_item_value`` with the value given instead of resolved.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from enum import EnumMeta
+from typing import Any, NamedTuple
+from weakref import WeakKeyDictionary
+
+from graphql import (
+    GraphQLEnumType,
+    GraphQLField,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLResolveInfo,
+    GraphQLSchema,
+    is_leaf_type,
+    is_list_type,
+    is_non_null_type,
+    is_object_type,
+)
+from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
+from graphql.execution.executor import to_nodes
+from graphql.pyutils import Path, Undefined, gather_with_cancel, is_awaitable, is_iterable
+from graphql.type.scalars import serialize_boolean, serialize_id, serialize_string
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.field import StrawberryField
+
+# Values of these exact types are neither exceptions nor awaitables, so graphql-core's
+# checks for both can be skipped (subclasses are not in it: they could define __await__).
+_PLAIN = frozenset({str, int, float, bool, dt.datetime, dt.date, dt.time})
+# Coerced values of these exact types are final: not null, not awaitable.
+_PLAIN_OUT = frozenset({str, int, float, bool})
+
+_GENERIC, _TYPENAME, _LEAF, _OBJECT, _LIST = range(5)
+
+# graphql-core's coercions that return a value of this exact type as it is (they begin
+# with ``if isinstance(output_value, str): return output_value``, resp. bool).
+_IDENTITY: dict[Callable[[Any], Any], type] = {
+    serialize_string: str,
+    serialize_id: str,
+    serialize_boolean: bool,
+}
+
+
+class _Spec(NamedTuple):
+    """How to complete one field of one object type."""
+
+    kind: int
+    field_def: GraphQLField | None = None
+    return_type: GraphQLOutputType | None = None
+    nullable: bool = True
+    read: Callable[[Any, str], Any] | None = None
+    attr: str = ""
+    # Leaf: the type's coercion, and for a Strawberry enum the name of each member
+    # (id(member) -> name), as that coercion answers. Object: the object type and its
+    # is_type_of.
+    coerce: Callable[[Any], Any] | None = None
+    # The one value type the coercion returns unchanged (graphql-core's String and ID
+    # for str, Boolean for bool), else None.
+    ident: type | None = None
+    members: dict[int, Any] | None = None
+    object_type: GraphQLObjectType | None = None
+    is_type_of: Callable[[Any, Any], Any] | None = None
+    is_type_of_uses_info: bool = False
+    # List: the item type as declared (for errors), whether it is nullable, and the
+    # item's kind (_LEAF or _OBJECT) with its coercion / object type above.
+    item_type: GraphQLOutputType | None = None
+    item_nullable: bool = True
+    item_kind: int = _GENERIC
+
+
+_GENERIC_SPEC = _Spec(_GENERIC)
+_TYPENAME_SPEC = _Spec(_TYPENAME)
+
+# Per schema: (object type, field name) -> spec. Schemas are built once per app.
+_SPECS: WeakKeyDictionary[GraphQLSchema, dict[tuple[GraphQLObjectType, str], _Spec]] = (
+    WeakKeyDictionary()
+)
+
+
+def _strawberry_is_type_of(fn: Callable[..., Any]) -> bool:
+    # Strawberry's own is_type_of (types implementing an interface) reads the object
+    # only; it takes the info as ``_info`` and ignores it. A type's own is_type_of may
+    # read the info, so it gets the real one.
+    return fn.__module__ == "strawberry.schema.schema_converter" and fn.__name__ == "is_type_of"
+
+
+def _enum_members(leaf: Any) -> dict[int, Any] | None:
+    """id(member) -> the name the enum type's own coercion gives each member of the
+    Python enum behind a Strawberry enum type (a loop over the values per call). Members
+    live as long as their class, so an id found here is that member."""
+    wrapped = getattr(leaf, "wrapped_cls", None)
+    if not isinstance(leaf, GraphQLEnumType) or not isinstance(wrapped, EnumMeta):
+        return None
+    table: dict[int, Any] = {}
+    member: Any
+    for member in wrapped:
+        if isinstance(member, Exception) or is_awaitable(member):
+            continue
+        try:
+            name = leaf.coerce_output_value(member)
+        except Exception:  # noqa: S112 (left to the generic path, which raises it)
+            continue
+        if name is not None and name is not Undefined:
+            table[id(member)] = name
+    return table
+
+
+def _named_kind(
+    named: GraphQLOutputType,
+) -> tuple[int, dict[str, Any]]:
+    if is_leaf_type(named):
+        coerce = named.coerce_output_value
+        return _LEAF, {
+            "coerce": coerce,
+            "ident": _IDENTITY.get(coerce),
+            "members": _enum_members(named),
+        }
+    if is_object_type(named):
+        obj: GraphQLObjectType = named
+        itof = obj.is_type_of
+        return _OBJECT, {
+            "object_type": obj,
+            "is_type_of": itof,
+            "is_type_of_uses_info": itof is not None and not _strawberry_is_type_of(itof),
+        }
+    return _GENERIC, {}
+
+
+def compile_spec(schema: GraphQLSchema, parent_type: GraphQLObjectType, name: str) -> _Spec:
+    if name == "__typename":
+        return _TYPENAME_SPEC
+    field_def = schema.get_field(parent_type, name)
+    if field_def is None or field_def.args or field_def.subscribe is not None:
+        return _GENERIC_SPEC
+    # Strawberry gives a field without resolver, extension or exception handler a
+    # resolver marked _is_default that returns field.get_result(source, None, [], {}),
+    # i.e. field.default_resolver(source, field.python_name) (StrawberryField.get_result).
+    if not getattr(field_def.resolve, "_is_default", False):
+        return _GENERIC_SPEC
+    field = (field_def.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+    if (
+        not isinstance(field, StrawberryField)
+        or type(field).get_result is not StrawberryField.get_result
+        or not field.is_basic_field
+    ):
+        return _GENERIC_SPEC
+    return_type = field_def.type
+    nullable = not is_non_null_type(return_type)
+    named = return_type if nullable else return_type.of_type  # type: ignore[union-attr]
+    common: dict[str, Any] = {
+        "field_def": field_def,
+        "return_type": return_type,
+        "nullable": nullable,
+        "read": field.default_resolver,
+        "attr": field.python_name,
+    }
+    if is_list_type(named):
+        # @stream would change list completion; this schema has no such directive.
+        if schema.get_directive("stream") is not None:
+            return _GENERIC_SPEC
+        item_type = named.of_type
+        item_nullable = not is_non_null_type(item_type)
+        item_named = item_type if item_nullable else item_type.of_type
+        kind, extra = _named_kind(item_named)
+        if kind == _GENERIC:
+            return _GENERIC_SPEC
+        return _Spec(
+            _LIST,
+            item_type=item_type,
+            item_nullable=item_nullable,
+            item_kind=kind,
+            **common,
+            **extra,
+        )
+    kind, extra = _named_kind(named)
+    if kind == _GENERIC:
+        return _GENERIC_SPEC
+    return _Spec(kind, **common, **extra)
+
+
+# Per selected field: response name, field group, and the spec's hot attributes
+# unpacked (kind, read, attr, ident, coerce, members), then the spec.
+Step = tuple[str, FieldDetailsList, int, Any, str, Any, Any, Any, _Spec]
+Steps = list[Step]
+
+
+class FastExecutor(StrawberryGraphQLCoreExecutionContext):
+    """Strawberry's execution context with plain fields completed directly."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        manager = self.middleware_manager
+        # A middleware (a schema extension with a ``resolve`` hook) wraps every
+        # resolver, the default one included: then every field takes the generic path.
+        # With @defer in the schema, sub-selections may be split into delivery groups.
+        self._fast = (manager is None or not manager.middlewares) and self.schema.get_directive(
+            "defer"
+        ) is None
+        specs = _SPECS.get(self.schema)
+        if specs is None:
+            specs = _SPECS[self.schema] = {}
+        self._specs = specs
+        # Per request, like collect_subfields' own memo (and keyed like it): the steps
+        # for a field set, and for the sub-selection of a field group on an object type.
+        # Each entry keeps its key object alive so that its id is not reused meanwhile.
+        self._plans: dict[tuple[GraphQLObjectType, int], tuple[Any, Steps | None]] = {}
+        self._subplans: dict[tuple[GraphQLObjectType, int], tuple[Any, Steps | None]] = {}
+
+    def _plan(
+        self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet
+    ) -> Steps | None:
+        key = (parent_type, id(grouped_field_set))
+        entry = self._plans.get(key)
+        if entry is not None:
+            return entry[1]
+        specs = self._specs
+        steps: Steps = []
+        any_fast = False
+        for response_name, field_details_list in grouped_field_set.items():
+            name = field_details_list[0].node.name.value
+            spec = specs.get((parent_type, name))
+            if spec is None:
+                spec = specs[(parent_type, name)] = compile_spec(self.schema, parent_type, name)
+            any_fast = any_fast or spec.kind != _GENERIC
+            steps.append(
+                (
+                    response_name,
+                    field_details_list,
+                    spec.kind,
+                    spec.read,
+                    spec.attr,
+                    spec.ident,
+                    spec.coerce,
+                    spec.members,
+                    spec,
+                )
+            )
+        plan = steps if any_fast else None
+        self._plans[key] = (grouped_field_set, plan)
+        return plan
+
+    def _subplan(
+        self, object_type: GraphQLObjectType, field_details_list: FieldDetailsList
+    ) -> Steps | None:
+        """The steps for an object's sub-selection: what collect_and_execute_subfields
+        would execute (collect_subfields for this request's variables), or None when it
+        must run as it is (a @defer usage; every field generic)."""
+        key = (object_type, id(field_details_list))
+        entry = self._subplans.get(key)
+        if entry is not None:
+            return entry[1]
+        grouped_field_set, new_defer_usages, _ = self.collect_subfields(
+            object_type, field_details_list
+        )
+        plan = None if new_defer_usages else self._plan(object_type, grouped_field_set)
+        self._subplans[key] = (field_details_list, plan)
+        return plan
+
+    def _complete_object(
+        self,
+        object_type: GraphQLObjectType,
+        field_details_list: FieldDetailsList,
+        path: Path,
+        value: Any,
+        position_context: Any,
+    ) -> Any:
+        """collect_and_execute_subfields: collect_subfields, then (no delivery group,
+        no new defer usage) execute_fields."""
+        if position_context is None:
+            steps = self._subplan(object_type, field_details_list)
+            if steps is not None:
+                return self._run(object_type, value, path, steps, position_context)
+        return self.collect_and_execute_subfields(
+            object_type, field_details_list, path, value, position_context
+        )
+
+    def execute_fields(
+        self,
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: GroupedFieldSet,
+        position_context: Any,
+    ) -> Any:
+        steps = self._plan(parent_type, grouped_field_set) if self._fast else None
+        if steps is None:
+            return super().execute_fields(
+                parent_type, source_value, path, grouped_field_set, position_context
+            )
+        return self._run(parent_type, source_value, path, steps, position_context)
+
+    def _run(
+        self,
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        path: Path | None,
+        steps: Steps,
+        position_context: Any,
+    ) -> Any:
+        """Executor.execute_fields, with each plain field completed in place."""
+        parent_name = parent_type.name
+        results: dict[str, Any] = {}
+        is_awaitable = self.is_awaitable
+        awaitable_fields: list[str] = []
+        try:
+            for (
+                response_name,
+                field_details_list,
+                kind,
+                read,
+                attr,
+                ident,
+                coerce,
+                members,
+                spec,
+            ) in steps:
+                if kind == _LEAF:
+                    try:
+                        value = read(source_value, attr)
+                    except Exception as raw_error:
+                        self.handle_field_error(
+                            raw_error,
+                            spec.return_type,  # type: ignore[arg-type]
+                            field_details_list,
+                            Path(path, response_name, parent_name),
+                        )
+                        results[response_name] = None
+                        continue
+                    if type(value) is ident:
+                        results[response_name] = value
+                        continue
+                    if type(value) in _PLAIN:
+                        try:
+                            coerced = coerce(value)
+                        except Exception as raw_error:
+                            # As execute_field handles an error of complete_leaf_value.
+                            self.handle_field_error(
+                                raw_error,
+                                spec.return_type,  # type: ignore[arg-type]
+                                field_details_list,
+                                Path(path, response_name, parent_name),
+                            )
+                            results[response_name] = None
+                            continue
+                        if type(coerced) in _PLAIN_OUT:
+                            results[response_name] = coerced
+                            continue
+                        if coerced is None or coerced is Undefined or is_awaitable(coerced):
+                            # graphql-core raises a TypeError naming the type and value,
+                            # or awaits the value (coercions are pure: run it again).
+                            result = self._generic_field(
+                                spec,
+                                value,
+                                parent_type,
+                                field_details_list,
+                                path,
+                                response_name,
+                                position_context,
+                            )
+                        else:
+                            result = coerced
+                    elif value is None and spec.nullable:
+                        results[response_name] = None
+                        continue
+                    else:
+                        coerced = members.get(id(value)) if members is not None else None
+                        if coerced is not None:
+                            results[response_name] = coerced
+                            continue
+                        result = self._leaf(
+                            spec, value, parent_type, field_details_list, path, response_name
+                        )
+                elif kind == _OBJECT or kind == _LIST:
+                    try:
+                        value = read(source_value, attr)
+                    except Exception as raw_error:
+                        self.handle_field_error(
+                            raw_error,
+                            spec.return_type,  # type: ignore[arg-type]
+                            field_details_list,
+                            Path(path, response_name, parent_name),
+                        )
+                        results[response_name] = None
+                        continue
+                    result = (self._object if kind == _OBJECT else self._list)(
+                        spec,
+                        value,
+                        parent_type,
+                        field_details_list,
+                        path,
+                        response_name,
+                        position_context,
+                    )
+                elif kind == _TYPENAME:
+                    results[response_name] = parent_name
+                    continue
+                else:
+                    result = self.execute_field(
+                        parent_type,
+                        source_value,
+                        field_details_list,
+                        Path(path, response_name, parent_name),
+                        position_context,
+                    )
+                    if result is Undefined:
+                        continue
+                results[response_name] = result
+                if type(result) is not dict and result is not None and is_awaitable(result):
+                    awaitable_fields.append(response_name)
+        except Exception:
+            if awaitable_fields:
+                self.settle_in_background([results[field] for field in awaitable_fields])
+            raise
+        if not awaitable_fields:
+            return results
+
+        async def get_results() -> dict[str, Any]:
+            if len(awaitable_fields) == 1:
+                field = awaitable_fields[0]
+                results[field] = await results[field]
+            else:
+                awaited = await gather_with_cancel(*(results[f] for f in awaitable_fields))
+                results.update(zip(awaitable_fields, awaited, strict=True))
+            return results
+
+        return get_results()
+
+    # --- one field ----------------------------------------------------------------
+
+    def _leaf(
+        self,
+        spec: _Spec,
+        value: Any,
+        parent_type: GraphQLObjectType,
+        field_details_list: FieldDetailsList,
+        path: Path | None,
+        response_name: str,
+    ) -> Any:
+        """complete_value for a leaf type and a value of a type not in _PLAIN."""
+        if value is None or value is Undefined:
+            if spec.nullable:
+                return None
+        elif not (isinstance(value, Exception) or self.is_awaitable(value)):
+            try:
+                coerced = spec.coerce(value)  # type: ignore[misc]
+            except Exception as raw_error:
+                self.handle_field_error(
+                    raw_error,
+                    spec.return_type,  # type: ignore[arg-type]
+                    field_details_list,
+                    Path(path, response_name, parent_type.name),
+                )
+                return None
+            if coerced is not None and coerced is not Undefined and not self.is_awaitable(coerced):
+                return coerced
+        # Null in a non-null position, an exception, an awaitable, a coercion to null or
+        # to an awaitable: graphql-core's own completion (coercions are pure).
+        return self._generic_field(
+            spec, value, parent_type, field_details_list, path, response_name, None
+        )
+
+    def _object(
+        self,
+        spec: _Spec,
+        value: Any,
+        parent_type: GraphQLObjectType,
+        field_details_list: FieldDetailsList,
+        path: Path | None,
+        response_name: str,
+        position_context: Any,
+    ) -> Any:
+        if value is None or value is Undefined:
+            if spec.nullable:
+                return None
+            return self._generic_field(
+                spec, value, parent_type, field_details_list, path, response_name, position_context
+            )
+        if isinstance(value, Exception) or self.is_awaitable(value):
+            return self._generic_field(
+                spec, value, parent_type, field_details_list, path, response_name, position_context
+            )
+        field_path = Path(path, response_name, parent_type.name)
+        is_type_of = spec.is_type_of
+        if is_type_of is not None:
+            info = (
+                self._info(spec, parent_type, field_details_list, field_path)
+                if spec.is_type_of_uses_info
+                else None
+            )
+            if is_type_of(value, info) is not True:
+                return self._generic_field(
+                    spec,
+                    value,
+                    parent_type,
+                    field_details_list,
+                    path,
+                    response_name,
+                    position_context,
+                )
+        try:
+            completed = self._complete_object(
+                spec.object_type,  # type: ignore[arg-type]
+                field_details_list,
+                field_path,
+                value,
+                position_context,
+            )
+        except Exception as raw_error:
+            self.handle_field_error(
+                raw_error,
+                spec.return_type,  # type: ignore[arg-type]
+                field_details_list,
+                field_path,
+            )
+            return None
+        if type(completed) is not dict and self.is_awaitable(completed):
+            return self._await_completed(
+                completed,
+                spec.return_type,  # type: ignore[arg-type]
+                field_details_list,
+                field_path,
+            )
+        return completed
+
+    def _list(
+        self,
+        spec: _Spec,
+        value: Any,
+        parent_type: GraphQLObjectType,
+        field_details_list: FieldDetailsList,
+        path: Path | None,
+        response_name: str,
+        position_context: Any,
+    ) -> Any:
+        if value is None or value is Undefined:
+            if spec.nullable:
+                return None
+            return self._generic_field(
+                spec, value, parent_type, field_details_list, path, response_name, position_context
+            )
+        if (
+            isinstance(value, Exception)
+            or self.is_awaitable(value)
+            or self.is_async_iterable(value)
+            or not is_iterable(value)
+        ):
+            return self._generic_field(
+                spec, value, parent_type, field_details_list, path, response_name, position_context
+            )
+        field_path = Path(path, response_name, parent_type.name)
+        try:
+            completed = self._complete_list(
+                spec, value, parent_type, field_details_list, field_path, position_context
+            )
+        except Exception as raw_error:
+            self.handle_field_error(
+                raw_error,
+                spec.return_type,  # type: ignore[arg-type]
+                field_details_list,
+                field_path,
+            )
+            return None
+        if type(completed) is not list and self.is_awaitable(completed):
+            return self._await_completed(
+                completed,
+                spec.return_type,  # type: ignore[arg-type]
+                field_details_list,
+                field_path,
+            )
+        return completed
+
+    def _complete_list(
+        self,
+        spec: _Spec,
+        items: Any,
+        parent_type: GraphQLObjectType,
+        field_details_list: FieldDetailsList,
+        path: Path,
+        position_context: Any,
+    ) -> Any:
+        """Executor.complete_iterable_value (no @stream) with complete_list_item_value
+        inlined for plain items; other items go through graphql-core's own."""
+        is_awaitable = self.is_awaitable
+        item_type: GraphQLOutputType = spec.item_type  # type: ignore[assignment]
+        item_nullable = spec.item_nullable
+        item_is_leaf = spec.item_kind == _LEAF
+        coerce = spec.coerce
+        members = spec.members
+        object_type: GraphQLObjectType = spec.object_type  # type: ignore[assignment]
+        is_type_of = spec.is_type_of
+        info: GraphQLResolveInfo | None = None
+        # Every item completes the same sub-selection on the same type: one plan.
+        steps = (
+            self._subplan(object_type, field_details_list)
+            if not item_is_leaf and position_context is None
+            else None
+        )
+        run = self._run
+        completed_results: list[Any] = []
+        append = completed_results.append
+        awaitable_indices: list[int] = []
+        iterator = iter(items)
+        index = 0
+        try:
+            while True:
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    break
+                item_path = Path(path, index, None)
+                plain = type(item) in _PLAIN
+                if not plain and (item is None or item is Undefined):
+                    if item_nullable:
+                        append(None)
+                        index += 1
+                        continue
+                elif item_is_leaf and members is not None and id(item) in members:
+                    append(members[id(item)])
+                    index += 1
+                    continue
+                elif plain or not (isinstance(item, Exception) or is_awaitable(item)):
+                    if item_is_leaf:
+                        try:
+                            coerced = coerce(item)  # type: ignore[misc]
+                        except Exception as raw_error:
+                            self.handle_field_error(
+                                raw_error, item_type, field_details_list, item_path
+                            )
+                            append(None)
+                            index += 1
+                            continue
+                        if (
+                            coerced is not None
+                            and coerced is not Undefined
+                            and (type(coerced) is str or not is_awaitable(coerced))
+                        ):
+                            append(coerced)
+                            index += 1
+                            continue
+                    else:
+                        if is_type_of is not None and spec.is_type_of_uses_info and info is None:
+                            info = self._info(spec, parent_type, field_details_list, path)
+                        if is_type_of is None or is_type_of(item, info) is True:
+                            try:
+                                completed_item = (
+                                    run(object_type, item, item_path, steps, None)
+                                    if steps is not None
+                                    else self.collect_and_execute_subfields(
+                                        object_type,
+                                        field_details_list,
+                                        item_path,
+                                        item,
+                                        position_context,
+                                    )
+                                )
+                            except Exception as raw_error:
+                                self.handle_field_error(
+                                    raw_error, item_type, field_details_list, item_path
+                                )
+                                append(None)
+                                index += 1
+                                continue
+                            if type(completed_item) is not dict and is_awaitable(completed_item):
+                                append(
+                                    self._await_completed(
+                                        completed_item, item_type, field_details_list, item_path
+                                    )
+                                )
+                                awaitable_indices.append(index)
+                            else:
+                                append(completed_item)
+                            index += 1
+                            continue
+                # Anything else: graphql-core's own item completion.
+                if info is None:
+                    info = self._info(spec, parent_type, field_details_list, path)
+                if is_awaitable(item):
+                    append(
+                        self.complete_awaitable_list_item_value(
+                            item, item_type, field_details_list, info, item_path, position_context
+                        )
+                    )
+                    awaitable_indices.append(index)
+                elif self.complete_list_item_value(
+                    item,
+                    completed_results,
+                    item_type,
+                    field_details_list,
+                    info,
+                    item_path,
+                    position_context,
+                ):
+                    awaitable_indices.append(index)
+                index += 1
+        except Exception:
+            pending = [completed_results[i] for i in awaitable_indices]
+            pending.extend(item for item in iterator if is_awaitable(item))
+            if pending:
+                self.settle_in_background(pending)
+            raise
+        if not awaitable_indices:
+            return completed_results
+
+        async def get_completed_results() -> list[Any]:
+            if len(awaitable_indices) == 1:
+                i = awaitable_indices[0]
+                completed_results[i] = await completed_results[i]
+            else:
+                awaited = await gather_with_cancel(
+                    *(completed_results[i] for i in awaitable_indices)
+                )
+                for i, sub_result in zip(awaitable_indices, awaited, strict=True):
+                    completed_results[i] = sub_result
+            return completed_results
+
+        return get_completed_results()
+
+    # --- graphql-core's own path, from a value already read ---------------------------
+
+    def _info(
+        self,
+        spec: _Spec,
+        parent_type: GraphQLObjectType,
+        field_details_list: FieldDetailsList,
+        field_path: Path,
+    ) -> GraphQLResolveInfo:
+        return self.build_resolve_info(
+            spec.field_def,  # type: ignore[arg-type]
+            to_nodes(field_details_list),
+            parent_type,
+            field_path,
+        )
+
+    def _generic_field(
+        self,
+        spec: _Spec,
+        result: Any,
+        parent_type: GraphQLObjectType,
+        field_details_list: FieldDetailsList,
+        path: Path | None,
+        response_name: str,
+        position_context: Any,
+    ) -> Any:
+        """Executor.execute_field after its resolver call, for the value ``result``."""
+        field_path = Path(path, response_name, parent_type.name)
+        return_type: GraphQLOutputType = spec.return_type  # type: ignore[assignment]
+        info = self._info(spec, parent_type, field_details_list, field_path)
+        try:
+            if self.is_awaitable(result):
+                return self.complete_awaitable_value(
+                    return_type, field_details_list, info, field_path, result, position_context
+                )
+            completed = self.complete_value(
+                return_type, field_details_list, info, field_path, result, position_context
+            )
+            if self.is_awaitable(completed):
+                return self._await_completed(completed, return_type, field_details_list, field_path)
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, return_type, field_details_list, field_path)
+            return None
+        return completed
+
+    async def _await_completed(
+        self,
+        completed: Awaitable[Any],
+        return_type: GraphQLOutputType,
+        field_details_list: FieldDetailsList,
+        path: Path,
+    ) -> Any:
+        try:
+            return await completed
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, return_type, field_details_list, path)
+            return None
+
+
+__all__ = ["FastExecutor", "compile_spec"]
