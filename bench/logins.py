@@ -5,7 +5,13 @@ latency of a cheap staff query (``patient(id)``) alone, then with 8 logins in fl
 all times (argon2id at OWASP parameters), both in the same run. Prints one table and
 the ratio of medians. Only 127.0.0.1; bounded by ``--requests``.
 
-    .venv/bin/python -m bench.logins [--requests 300] [--logins 8] [--database-url URL]
+    .venv/bin/python -m bench.logins [--requests 300] [--logins 8] [--database-url URL] [--repeat 3]
+
+Besides latency it reads the server's threads from /proc: the CPU of the event loop
+(the main thread) and of the argon2 threads in each phase, so the event-loop cost of a
+login (its statements and Python around the hash) shows apart from the hash itself.
+The machine's load average is printed with each repetition: on a shared machine only
+the ratios of one repetition compare.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -57,13 +64,39 @@ async def timed(client: httpx.AsyncClient, query: str, variables: dict, token: s
     return elapsed * 1000
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of the server's threads: the event loop (the main
+    thread), the argon2 hashing threads (told apart by their nice value, PORTAL_HASH_NICE:
+    Python does not name OS threads), and the rest."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"loop": 0.0, "argon2": 0.0, "other": 0.0}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the name: state is field 3, utime 14, stime 15, nice 19 (proc(5)).
+        seconds = (int(fields[11]) + int(fields[12])) / tick
+        niced = int(fields[16]) > 0
+        key = "loop" if int(task.name) == pid else "argon2" if niced else "other"
+        out[key] += seconds
+    return out
+
+
 async def measure(
-    base: str, token: str, pid: str, requests: int, logins: int
-) -> dict[str, list[float]]:
+    base: str, token: str, pid: str, requests: int, logins: int, server_pid: int
+) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         for _ in range(20):  # warm-up
             await timed(client, PATIENT, {"id": pid}, token)
+        cpu0 = thread_cpu(server_pid)
         alone = [await timed(client, PATIENT, {"id": pid}, token) for _ in range(requests)]
+        cpu1 = thread_cpu(server_pid)
+        # Logins one at a time: the event loop's CPU per login, without contention.
+        solo = 20
+        for _ in range(solo):
+            await timed(client, LOGIN, {}, "")
+        cpu_solo = thread_cpu(server_pid)
 
         stop = asyncio.Event()
         login_times: list[float] = []
@@ -75,10 +108,28 @@ async def measure(
 
         workers = [asyncio.create_task(storm()) for _ in range(logins)]
         await asyncio.sleep(1.0)  # let the storm fill the hashing pool
+        done_before = len(login_times)
+        cpu2 = thread_cpu(server_pid)
         loaded = [await timed(client, PATIENT, {"id": pid}, token) for _ in range(requests)]
+        cpu3 = thread_cpu(server_pid)
+        done = len(login_times) - done_before
         stop.set()
         await asyncio.gather(*workers)
-    return {"alone": alone, "with_logins": loaded, "logins": login_times}
+    # The event loop's CPU per login: the loaded phase's loop CPU less what the reads
+    # cost alone, over the logins finished in it.
+    loop_reads = cpu1["loop"] - cpu0["loop"]
+    loop_loaded = cpu3["loop"] - cpu2["loop"]
+    return {
+        "alone": alone,
+        "with_logins": loaded,
+        "logins": login_times,
+        "logins_in_phase": done,
+        "loop_ms_per_read": loop_reads / requests * 1000,
+        "loop_ms_per_login": (loop_loaded - loop_reads) / max(done, 1) * 1000,
+        "loop_ms_per_login_alone": (cpu_solo["loop"] - cpu1["loop"]) / solo * 1000,
+        "argon2_ms_per_login_alone": (cpu_solo["argon2"] - cpu1["argon2"]) / solo * 1000,
+        "argon2_ms_per_login": (cpu3["argon2"] - cpu2["argon2"]) / max(done, 1) * 1000,
+    }
 
 
 def main() -> None:
@@ -87,6 +138,7 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--logins", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=1, help="measure this many times")
     parser.add_argument(
         "--database-url",
         default=None,
@@ -128,7 +180,12 @@ def main() -> None:
             ]["id"]
             c.post("/graphql", json={"query": ENABLE, "variables": {"id": pid}})
             c.post("/graphql", json={"query": CREDENTIALS, "variables": {"id": pid}})
-        result = asyncio.run(measure(base, token, pid, args.requests, args.logins))
+        results = []
+        for _ in range(args.repeat):
+            load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+            results.append(
+                (load, asyncio.run(measure(base, token, pid, args.requests, args.logins, server.pid)))
+            )
     finally:
         server.terminate()
         server.wait(timeout=20)
@@ -137,15 +194,28 @@ def main() -> None:
         q = statistics.quantiles(values, n=100)
         return f"| {name:<34} | {len(values):>5} | {statistics.median(values):>8.1f} | {q[89]:>8.1f} | {q[98]:>8.1f} |"
 
-    print(f"| {'scenario (ms)':<34} | {'n':>5} | {'p50':>8} | {'p90':>8} | {'p99':>8} |")
-    print(f"|{'-' * 36}|{'-' * 7}|{'-' * 10}|{'-' * 10}|{'-' * 10}|")
-    print(row("patient(id) alone", result["alone"]))
-    print(row(f"patient(id) with {args.logins} logins in flight", result["with_logins"]))
-    print(row("  login (argon2id verify)", result["logins"]))
-    ratio = statistics.median(result["with_logins"]) / statistics.median(result["alone"])
-    print(
-        f"median ratio with logins / alone: {ratio:.2f}x (target <= 2x), cpu cores: {os.cpu_count()}"
-    )
+    backend = "PostgreSQL" if args.database_url else "SQLite"
+    ratios = []
+    for index, (load, result) in enumerate(results, 1):
+        print(f"\n{backend}, repetition {index}, load average before it: {load}")
+        print(f"| {'scenario (ms)':<34} | {'n':>5} | {'p50':>8} | {'p90':>8} | {'p99':>8} |")
+        print(f"|{'-' * 36}|{'-' * 7}|{'-' * 10}|{'-' * 10}|{'-' * 10}|")
+        print(row("patient(id) alone", result["alone"]))
+        print(row(f"patient(id) with {args.logins} logins in flight", result["with_logins"]))
+        print(row("  login (argon2id verify)", result["logins"]))
+        ratio = statistics.median(result["with_logins"]) / statistics.median(result["alone"])
+        ratios.append(ratio)
+        print(
+            f"median ratio with logins / alone: {ratio:.2f}x (target <= 2x), cpu cores:"
+            f" {os.cpu_count()}\nserver CPU: event loop {result['loop_ms_per_read']:.2f} ms"
+            f" per read; one login at a time: event loop {result['loop_ms_per_login_alone']:.2f} ms,"
+            f" argon2 {result['argon2_ms_per_login_alone']:.1f} ms per login; in the storm"
+            f" ({result['logins_in_phase']} logins): event loop"
+            f" {result['loop_ms_per_login']:.2f} ms, argon2 {result['argon2_ms_per_login']:.1f} ms"
+            " per login"
+        )
+    if len(ratios) > 1:
+        print(f"\nratios: {', '.join(f'{r:.2f}x' for r in ratios)}; median {statistics.median(ratios):.2f}x")
 
 
 if __name__ == "__main__":

@@ -98,12 +98,14 @@ class Proc:
             return ""
 
 
-def start(name: str, cmd: list[str], env: dict[str, str], log: Path) -> Proc:
+def start(
+    name: str, cmd: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT
+) -> Proc:
     log.parent.mkdir(parents=True, exist_ok=True)
     handle = log.open("ab")
     popen = subprocess.Popen(
         cmd,
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         stdout=handle,
         stderr=subprocess.STDOUT,
@@ -142,7 +144,11 @@ def wait_port(proc: Proc, port: int, timeout: float = 30.0) -> None:
     raise RuntimeError(f"{proc.name} did not listen on {port}:\n{proc.tail()}")
 
 
-def start_service(env: dict[str, str], port: int, workers: int, log: Path) -> Proc:
+def start_service(
+    env: dict[str, str], port: int, workers: int, log: Path, cwd: Path = ROOT
+) -> Proc:
+    """``cwd``: another checkout's service (a before/after comparison in one run); the
+    caller sets PYTHONPATH in ``env`` to the same tree."""
     proc = start(
         f"service ({workers} worker{'s' if workers > 1 else ''})",
         [
@@ -159,6 +165,7 @@ def start_service(env: dict[str, str], port: int, workers: int, log: Path) -> Pr
         ],
         env,
         log,
+        cwd,
     )
     wait_http(proc, f"http://127.0.0.1:{port}/healthz", timeout=90)
     return proc

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -16,6 +17,31 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.secrets import local_secret
+
+
+def usable_cpus(cgroup_root: str = "/sys/fs/cgroup", proc_cgroup: str = "/proc/self/cgroup") -> int:
+    """CPUs this process may run on: its affinity mask, capped by its cgroup v2 CPU quota
+    (``cpu.max``, "quota period": "200000 100000" is 2 CPUs). ``os.cpu_count()`` is
+    the host's: a container held to 2 CPUs on a 32-core host would otherwise start 16
+    argon2 threads on its 2 CPUs, and a login storm would starve the event loop."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 2
+    try:
+        # cgroup v2: one line "0::/path/of/this/process".
+        relative = next(
+            line.split("::", 1)[1].strip()
+            for line in Path(proc_cgroup).read_text().splitlines()
+            if line.startswith("0::")
+        )
+        limit = Path(cgroup_root) / relative.lstrip("/") / "cpu.max"
+        quota, period = limit.read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, int(quota) // int(period))
+    except (OSError, StopIteration, ValueError):
+        pass  # no cgroup v2 or no quota: the affinity mask is the limit
+    return max(1, cpus)
 
 
 class Environment(StrEnum):
@@ -116,9 +142,9 @@ class Settings(BaseSettings):
     # NIST 63B / ASVS: at most 100 consecutive failures per account (SECURITY AUTHN-1).
     lockout_threshold: int = Field(default=5, ge=1, le=100)
     lockout_minutes: int = Field(default=15, ge=1)
-    # argon2id hashes at once: half the cores, so hashing under a login storm always
-    # leaves CPU for reads (SECURITY HASH-5).
-    hash_concurrency: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2), ge=1)
+    # argon2id hashes at once: half the CPUs this process may use, so hashing under a
+    # login storm always leaves CPU for reads (SECURITY HASH-5).
+    hash_concurrency: int = Field(default_factory=lambda: max(1, usable_cpus() // 2), ge=1)
     # How much lower than the server's own threads the hashing threads run (Linux nice
     # steps; 0 = same priority).
     hash_nice: int = Field(default=10, ge=0, le=19)

@@ -15,7 +15,9 @@ from typing import Any
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-CHUNK = 5000
+# Rows per statement: the largest bulk action (PORTAL_MAX_BULK_IDS, 10,000) in one, so
+# each table of a bulk invitation is written by one statement with one plan.
+CHUNK = 10_000
 
 
 def _chunks(rows: Sequence[Sequence[Any]]) -> list[Sequence[Sequence[Any]]]:
@@ -56,16 +58,44 @@ async def insert_rows(
                 [list(r) for r in chunk],
             )
         return None
-    arrays = ", ".join(f"${i + 1}::{kind}[]" for i, (_, kind) in enumerate(columns))
     tail = f" RETURNING {returning}" if returning else ""
     returned: list[dict[str, Any]] = []
     for chunk in _chunks(rows):
-        sql = f'INSERT INTO "{table}" ({names}) SELECT * FROM unnest({arrays}){tail}'  # noqa: S608
+        select, values = unnest_select(columns, chunk)
+        sql = f'INSERT INTO "{table}" ({names}) {select}{tail}'  # noqa: S608
         if returning:
-            returned.extend(await conn.execute_query_dict(sql, _arrays(chunk, len(columns))))
+            returned.extend(await conn.execute_query_dict(sql, values))
         else:
-            await conn.execute_query(sql, _arrays(chunk, len(columns)))
+            await conn.execute_query(sql, values)
     return returned
+
+
+def unnest_select(
+    columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]], first: int = 1
+) -> tuple[str, list[Any]]:
+    """``SELECT ... FROM unnest(...)`` giving ``rows`` (PostgreSQL), with placeholders
+    from ``$first``. A column holding one value in every row (the practice, the time, the
+    kind of a bulk action's rows) travels as one parameter, not an array of 10,000
+    copies: asyncpg encodes and PostgreSQL unpacks each element. At least one column
+    stays an array, so the number of rows is kept."""
+    arrays = _arrays(rows, len(columns))
+    constant = [len(rows) > 0 and col.count(col[0]) == len(col) for col in arrays]
+    if all(constant):
+        constant[0] = False
+    values: list[Any] = []
+    unnested: list[str] = []
+    exprs: list[str] = []
+    for (_, kind), column, same in zip(columns, arrays, constant, strict=True):
+        if same:
+            values.append(column[0])
+            exprs.append(f"${first + len(values) - 1}::{kind}")
+        else:
+            values.append(column)
+            unnested.append(f"${first + len(values) - 1}::{kind}[]")
+            exprs.append(f"v.c{len(unnested)}")
+    names = ", ".join(f"c{i + 1}" for i in range(len(unnested)))
+    select = f"SELECT {', '.join(exprs)} FROM unnest({', '.join(unnested)}) AS v({names})"  # noqa: S608 (placeholders and types only)
+    return select, values
 
 
 def id_list(dialect: str, column: str, mark: str) -> str:

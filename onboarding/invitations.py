@@ -15,7 +15,7 @@ from core.clock import utcnow
 from core.link_keys import LinkKeys
 from core.settings import Settings
 from mail import compose, outbox
-from models import INVITABLE_CHART_STATUSES, LinkPurpose, Patient, PortalAccount, Practice
+from models import INVITABLE_CHART_STATUSES, LinkPurpose, Patient, Practice
 from onboarding import checkpoints, reach
 from onboarding.actor import Actor
 from onboarding.bulk import (
@@ -167,13 +167,9 @@ def _plan(
     return results, chosen
 
 
-async def _with_password(patient_ids: Sequence[int]) -> set[int]:
-    if not patient_ids:
-        return set()
-    rows = await PortalAccount.filter(
-        patient_id__in=list(patient_ids), password_hash__isnull=False
-    ).values_list("patient_id", flat=True)
-    return {int(pid) for pid in rows}  # type: ignore[call-overload]
+def _with_password(patients: dict[int, Patient]) -> set[int]:
+    # The bulk read (PatientRow) carries it, joined in the statement that locks.
+    return {pid for pid, p in patients.items() if getattr(p, "has_password", False)}
 
 
 async def send_invitations(
@@ -210,7 +206,7 @@ async def send_invitations(
             raw_ids,
             patients,
             shared,
-            await _with_password(list(patients)),
+            _with_password(patients),
             confirm_shared_email,
             utcnow() + ttl,
             channel,
@@ -221,11 +217,15 @@ async def send_invitations(
         _, patients = await resolve_patients(practice_id, raw_ids)
         results, _ = await plan(patients)
         return BulkOutcome(results=results)
+    keys = LinkKeys.from_settings(settings)
+    wanted = parse_ids(raw_ids)
+    # Nonces and digests (an HMAC and a SHA-256 each) made before the lock, so 10,000 of
+    # them are not computed while the patients' rows are held; those of rows that turn
+    # out not to be sent are simply dropped.
+    issued = {pid: keys.issue() for pid in wanted}
     await checkpoints.reached("invite.before_lock")
     try:
-        async with patient_change(
-            actor, parse_ids(raw_ids), practice_id=practice_id, bulk=True
-        ) as change:
+        async with patient_change(actor, wanted, practice_id=practice_id, bulk=True) as change:
             # Planned on the charts as they are under the lock: an address changed a
             # moment ago is the one the link goes to (never the previous one).
             results, chosen = await plan(change.patients)
@@ -234,9 +234,11 @@ async def send_invitations(
                 purpose=LinkPurpose.INVITATION,
                 ttl=ttl,
                 created_by=actor.actor_id,
-                keys=LinkKeys.from_settings(settings),
+                keys=keys,
+                issued=issued,
             )
             practice = await change.practice()
+            profile = compose.clinic(practice)
             for link in links:
                 planned = chosen[link.patient_id].invitation
                 assert planned is not None
@@ -250,6 +252,7 @@ async def send_invitations(
                         settings,
                         reset=bool(chosen[link.patient_id].invitation.reset),
                         self_service=False,
+                        profile=profile,
                     )
                     for link in links
                 ]
@@ -275,6 +278,7 @@ def invitation_message(
     reset: bool,
     self_service: bool,
     reminder: bool = False,
+    profile: dict[str, Any] | None = None,
 ) -> outbox.Queued:
     draft = compose.invitation(
         practice,
@@ -284,6 +288,7 @@ def invitation_message(
         reset=reset,
         self_service=self_service,
         reminder=reminder,
+        profile=profile,
     )
     return outbox.message(
         practice_id=practice.id,

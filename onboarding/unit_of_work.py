@@ -38,7 +38,7 @@ from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from core.clock import utcnow
-from core.link_keys import LinkKeys
+from core.link_keys import LinkKeys, NewLink
 from core.secrets import digest, new_token
 from core.settings import Settings
 from mail import compose, outbox
@@ -54,7 +54,7 @@ from models import (
     Practice,
     RevokeReason,
 )
-from models.bulk import id_list, id_list_value, insert_rows, set_column
+from models.bulk import id_list, id_list_value, insert_rows, set_column, unnest_select
 from onboarding import audit, events, reach
 from onboarding.actor import Actor
 from onboarding.errors import ErrorCode
@@ -164,6 +164,42 @@ async def _lock(patient_ids: Sequence[int], practice_id: int | None) -> None:
     await conn.execute_query(sql + " ORDER BY id FOR UPDATE", values)
 
 
+async def _insert_links_and_point(conn: Any, rows: list[tuple[Any, ...]]) -> dict[int, int]:
+    """PostgreSQL: the new links and the patients pointed at them in one statement (one
+    round trip, one plan), from one array per column. The patient update's trigger
+    (migration 0006) reads the new link row to copy its state: rows a statement's CTE
+    inserted are visible to the trigger's own query, and its foreign key is checked at
+    the end of the statement, when they exist."""
+    names = ", ".join(f'"{name}"' for name, _ in LINK_COLUMNS)
+    select, values = unnest_select(LINK_COLUMNS, rows)
+    sql = (
+        f'WITH new AS (INSERT INTO "link_token" ({names}) {select}'  # noqa: S608
+        " RETURNING id, patient_id),"
+        " pointed AS (UPDATE patient AS p SET last_link_id = new.id FROM new"
+        " WHERE p.id = new.patient_id)"
+        " SELECT patient_id, id FROM new"
+    )
+    _, records = await conn.execute_query(sql, values)
+    return {record[0]: record[1] for record in records}
+
+
+async def _insert_links_sqlite(rows: list[tuple[Any, ...]]) -> dict[int, int]:
+    """SQLite (one writer, in process): ``executemany``, then the new ids read back by
+    their unique digests, then the patients pointed at them."""
+    await insert_rows(LinkToken._meta.db_table, LINK_COLUMNS, rows)
+    by_digest: dict[str, int] = {}
+    wanted = [row[2] for row in rows]
+    for start in range(0, len(wanted), 1000):
+        chunk = wanted[start : start + 1000]
+        for link_id, link_digest in await LinkToken.filter(digest__in=chunk).values_list(
+            "id", "digest"
+        ):
+            by_digest[link_digest] = link_id
+    new_ids = {row[1]: by_digest[row[2]] for row in rows}
+    await set_column("patient", "last_link_id", "int", new_ids)
+    return new_ids
+
+
 @dataclass
 class PatientChange:
     actor: Actor
@@ -268,60 +304,51 @@ class PatientChange:
         created_by: int | None,
         keys: LinkKeys,
         is_reminder: bool = False,
+        issued: dict[int, NewLink] | None = None,
     ) -> list[IssuedLink]:
         """One new link per (patient id, address), in bulk statements; older outstanding
         links of these patients are revoked, so each has at most one usable link. Each
         token is derived from the server secret (``keys``) and a fresh nonce; the link
-        row stores only the token's digest."""
+        row stores only the token's digest. ``issued`` holds links made before the
+        transaction (a bulk invitation derives 10,000 nonces and digests outside it, so
+        the locks are not held while they are computed); missing ones are made here."""
         if not patients:
             return []
         now = utcnow()
         expires_at = now + ttl
         patient_ids = [pid for pid, _ in patients]
-        issued = {pid: keys.issue() for pid in patient_ids}
-        digests = {pid: issued[pid].digest for pid in patient_ids}
-        practice_of = {pid: self.patients[pid].practice_id for pid in patient_ids}
-        inserted = await insert_rows(
-            LinkToken._meta.db_table,
-            LINK_COLUMNS,
-            [
-                (
-                    practice_of[pid],
-                    pid,
-                    digests[pid],
-                    purpose.value,
-                    address,
-                    created_by,
-                    now,
-                    expires_at,
-                    DeliveryStatus.QUEUED.value,
-                    0,
-                    is_reminder,
-                    reach.channel_of(address),
-                )
-                for pid, address in patients
-            ],
-            returning="id, digest",
-        )
-        if inserted is not None:
-            ids = {row["digest"]: row["id"] for row in inserted}
-        else:  # SQLite: read the new ids back by their unique digests
-            ids = {}
-            wanted = list(digests.values())
-            for start in range(0, len(wanted), 1000):
-                chunk = wanted[start : start + 1000]
-                for link_id, link_digest in await LinkToken.filter(digest__in=chunk).values_list(
-                    "id", "digest"
-                ):
-                    ids[link_digest] = link_id
-        new_ids = {pid: ids[digests[pid]] for pid in patient_ids}
-        await set_column("patient", "last_link_id", "int", new_ids)
+        made = issued or {}
+        links = {pid: made.get(pid) or keys.issue() for pid in patient_ids}
+        rows = [
+            (
+                self.patients[pid].practice_id,
+                pid,
+                links[pid].digest,
+                purpose.value,
+                address,
+                created_by,
+                now,
+                expires_at,
+                DeliveryStatus.QUEUED.value,
+                0,
+                is_reminder,
+                reach.channel_of(address),
+            )
+            for pid, address in patients
+        ]
+        conn = connections.get("default")
+        if conn.capabilities.dialect == "postgres":
+            new_ids = await _insert_links_and_point(conn, rows)
+        else:
+            new_ids = await _insert_links_sqlite(rows)
         # Revoked after the patients point at their new links: the trigger that copies a
         # link's state onto its patient (migration 0006) then has nothing to copy for these
         # older links, instead of rewriting 10,000 patient rows a second time.
         await self.revoke_links(patient_ids, RevokeReason.SUPERSEDED, keep=list(new_ids.values()))
         return [
-            IssuedLink(pid, new_ids[pid], issued[pid].nonce, digests[pid], expires_at, address)
+            IssuedLink(
+                pid, new_ids[pid], links[pid].nonce, links[pid].digest, expires_at, address
+            )
             for pid, address in patients
         ]
 
@@ -569,6 +596,50 @@ BULK_FIELDS = (
 )
 
 
+@dataclass(slots=True)
+class PatientRow:
+    """The columns of a patient the bulk actions read (``BULK_FIELDS``), plus whether
+    the patient has a password: a plain object, not a Tortoise instance, so reading
+    10,000 of them under the lock costs a tuple each rather than a model's
+    initialisation. It answers the attribute names of :class:`Patient` it carries."""
+
+    id: int
+    practice_id: int
+    first_name: str
+    email: str | None
+    email_key: str | None
+    chart_status: str
+    portal_enabled: bool
+    preferred_language: str
+    mobile_phone: str | None
+    sms_consent: bool
+    has_password: bool
+
+
+async def read_bulk_rows(
+    ids: Sequence[int], practice_id: int | None, *, lock: bool
+) -> dict[int, Patient]:
+    """The bulk read: with ``lock``, on PostgreSQL, the row locks (in id order) and the
+    columns in one statement, ``FOR UPDATE OF p`` so the joined account is read but not
+    locked. Without it, a dry run's report (read again under the lock to act)."""
+    conn = connections.get("default")
+    params = Params(conn.capabilities.dialect)
+    dialect = params.dialect
+    columns = ", ".join(f"p.{name}" for name in BULK_FIELDS)
+    sql = (
+        f"SELECT {columns}, a.password_hash IS NOT NULL AS has_password FROM patient p"  # noqa: S608
+        " LEFT JOIN portal_account a ON a.patient_id = p.id"
+        f" WHERE {id_list(dialect, 'p.id', params(id_list_value(dialect, list(ids))))}"
+    )
+    if practice_id is not None:
+        sql += f" AND p.practice_id = {params(practice_id)}"
+    if lock and dialect == "postgres":
+        sql += " ORDER BY p.id FOR UPDATE OF p"
+    _, rows = await conn.execute_query(sql, params.values)
+    read = (PatientRow(*row) for row in rows)
+    return {row.id: row for row in read}  # type: ignore[misc]
+
+
 @asynccontextmanager
 async def patient_change(
     actor: Actor,
@@ -579,20 +650,23 @@ async def patient_change(
 ) -> AsyncIterator[PatientChange]:
     """Lock these patients (of ``practice_id`` when given: other practices' ids are
     neither locked nor read), read them and their accounts inside the lock, and yield the
-    change. ``bulk`` reads only the columns the bulk actions need and no accounts (a
-    10,000-patient invitation). Mail queued by the change leaves after commit."""
+    change. ``bulk`` reads only the columns the bulk actions need, as
+    :class:`PatientRow`, and no accounts (a 10,000-patient invitation). Mail queued by
+    the change leaves after commit."""
     ids = sorted(set(patient_ids))
     change = PatientChange(actor, practice_id, ids)
     async with in_transaction():
-        await _lock(ids, practice_id)
-        if ids:
+        if bulk:
+            if ids:
+                change.patients = await read_bulk_rows(ids, practice_id, lock=True)
+        else:
+            await _lock(ids, practice_id)
+        if ids and not bulk:
             query = Patient.filter(id__in=ids)
             if practice_id is not None:
                 query = query.filter(practice_id=practice_id)
-            if bulk:
-                query = query.only(*BULK_FIELDS)
             change.patients = {p.id: p for p in await query}
-            if not bulk and change.patients:
+            if change.patients:
                 change.accounts = {
                     a.patient_id: a
                     for a in await PortalAccount.filter(patient_id__in=list(change.patients))

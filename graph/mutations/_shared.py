@@ -11,7 +11,7 @@ from core.unset import UNSET
 from graph.context import Info
 from graph.errors import UserError, user_errors
 from graph.ids import requested_id
-from graph.types.onboarding import OnboardingFilter
+from graph.types.onboarding import OnboardingFilter, _fields
 from graph.types.patient import Patient
 from onboarding.bulk import BulkRequest, RowResult
 from onboarding.listing import PatientReader
@@ -20,6 +20,17 @@ from onboarding.listing import PatientReader
 def given(value: object) -> object:
     """An input field the client left out is core.unset.UNSET to the domain."""
     return UNSET if value is strawberry.UNSET else value
+
+
+def selects_patient(info: Info) -> bool:
+    """Does the document ask for ``results { patient { ... } }``? A 10,000-row bulk
+    answer that asks only for ids and errors then skips reading 10,000 patients with
+    their status, account and link (the Onboarding Tool's row statement) after the
+    change."""
+    raw = info._raw_info
+    top = _fields((f.selection_set for f in raw.field_nodes), raw.fragments)
+    results = _fields(top.get("results", []), raw.fragments)
+    return "patient" in results
 
 
 async def load_patients(info: Info, ids: Sequence[int]) -> dict[int, Patient]:
@@ -37,8 +48,15 @@ class PatientResult:
     user_errors: list[UserError]
 
 
+async def bulk_patients(info: Info, rows: Sequence[RowResult]) -> dict[int, Patient]:
+    """The patients of a bulk answer's rows, when the document asks for them."""
+    if not selects_patient(info):
+        return {}
+    return await load_patients(info, [r.patient_id for r in rows if r.patient_id])
+
+
 async def patient_results(info: Info, rows: Sequence[RowResult]) -> list[PatientResult]:
-    patients = await load_patients(info, [r.patient_id for r in rows if r.patient_id])
+    patients = await bulk_patients(info, rows)
     return [
         PatientResult(
             requested_id=requested_id(info, r.requested_id, r.patient_id),

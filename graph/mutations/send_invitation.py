@@ -7,7 +7,7 @@ import strawberry
 from graph.context import Info
 from graph.errors import UserError, user_errors
 from graph.ids import PATIENT_IDS, decode_patient_ids, requested_id
-from graph.mutations._shared import bulk_request, load_patients
+from graph.mutations._shared import bulk_patients, bulk_request
 from graph.permissions import staff_only
 from graph.types.enums import Channel
 from graph.types.onboarding import OnboardingFilter
@@ -83,7 +83,7 @@ async def send_invitation(info: Info, input: SendInvitationInput) -> SendInvitat
         channel=input.channel.value if input.channel else None,
     )
     rows = outcome.results
-    patients = await load_patients(info, [r.patient_id for r in rows if r.patient_id])
+    patients = await bulk_patients(info, rows)
     return SendInvitationPayload(
         results=[
             InvitationResult(

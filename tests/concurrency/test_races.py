@@ -540,3 +540,74 @@ async def live_sessions(pid: str) -> int:
 async def audit_actions(api: Api, staff: Staff, pid: str) -> list[str]:
     result = await api.gql(AUDIT, {"pid": pid, "first": 100}, staff.token)
     return [e["node"]["action"] for e in result["data"]["auditEvents"]["edges"]]
+
+
+# --- 4b. a bulk invitation decides each row on the charts as they are under its lock ----
+
+
+async def test_4_a_bulk_invitation_racing_changes_to_some_of_its_patients(
+    api: Api, staff: Staff, mailbox: Mailbox
+) -> None:
+    """The bulk path reads its patients in the statement that locks them and writes every
+    table set-based; the rows that changed while it waited are judged as they are now."""
+    from models import LinkToken, OutboxMessage, PortalEvent, WebhookDelivery, WebhookEndpoint
+
+    await WebhookEndpoint.create(
+        practice_id=staff.practice_id,
+        url="https://receiver.example.com/hook",
+        event_types=[],
+        secret="whsec_" + "A" * 43 + "=",
+        created_at=utcnow(),
+    )
+    kept, disabled, moved, closed = [await enabled_patient(api, staff.token, n=n) for n in (1, 2, 3, 4)]
+    new = "moved.away@example.com"
+    ids = [kept, disabled, moved, closed]
+
+    async with paused_at("invite.before_lock") as pause:
+        sending = asyncio.create_task(
+            api.gql(
+                "mutation($ids: [ID!]!) { sendInvitation(input: {patientIds: $ids}) {"
+                " results { requestedId invitation { sentTo } userErrors { code } } } }",
+                {"ids": ids},
+                staff.token,
+            )
+        )
+        await pause.reached()
+        await disable(api, staff, disabled)
+        await update(api, staff, moved, email=new)
+        await update(api, staff, closed, chartStatus="INACTIVE")
+        pause.release()
+        answer = await sending
+    results = {r["requestedId"]: r for r in answer["data"]["sendInvitation"]["results"]}
+
+    assert results[kept]["userErrors"] == []
+    assert results[moved]["invitation"]["sentTo"] == new
+    assert [e["code"] for e in results[disabled]["userErrors"]] == ["PORTAL_DISABLED"]
+    assert [e["code"] for e in results[closed]["userErrors"]] == ["INACTIVE_PATIENT"]
+    assert results[disabled]["invitation"] is None and results[closed]["invitation"] is None
+
+    # exactly the two sent rows have a link, a message, an event and a delivery
+    sent = {patient_pk(kept), patient_pk(moved)}
+    everyone = [patient_pk(i) for i in ids]
+    links = await LinkToken.filter(patient_id__in=everyone).values_list("patient_id", "sent_to")
+    assert sorted(links) == sorted([(patient_pk(kept), EMAIL), (patient_pk(moved), new)])
+    messages = await OutboxMessage.filter(patient_id__in=everyone, kind="invitation").values_list(
+        "patient_id", "to_addr", "link_id"
+    )
+    link_of = dict(await LinkToken.filter(patient_id__in=everyone).values_list("patient_id", "id"))
+    assert sorted(messages) == sorted((pid, addr, link_of[pid]) for pid, addr in links)
+    events = await PortalEvent.filter(type="invitation.sent").values_list(
+        "id", "patient_id", "portal_status"
+    )
+    assert sorted((pid, s) for _, pid, s in events) == sorted((pid, "INVITED") for pid in sent)
+    deliveries = await WebhookDelivery.filter(event_id__in=[e[0] for e in events]).values_list(
+        "patient_id", flat=True
+    )
+    assert sorted(deliveries) == sorted(sent)
+    # the trigger-kept copies saw the new links: both read INVITED, the others did not move
+    assert (await status(api, staff, kept))["portalStatus"] == "INVITED"
+    assert (await status(api, staff, moved))["lastInvitation"]["sentTo"] == new
+    assert (await status(api, staff, disabled))["lastInvitation"] is None
+    await api.deliver()
+    assert mailbox.to(EMAIL) and mailbox.to(new)
+    assert mailbox.to("avery.quinn2@example.com") == []

@@ -102,3 +102,31 @@ async def test_enable_by_filter_enables_the_selection(api: Api, staff: Staff) ->
     rows = result["data"]["enablePortal"]["results"]
     assert [r["patient"]["id"] for r in rows] == [a]
     assert rows[0]["patient"]["portalEnabled"] is True
+
+
+SEND_WITH_FRAGMENTS = """
+mutation($ids: [ID!]!) {
+  sendInvitation(input: {patientIds: $ids}) { ...Payload }
+}
+fragment Payload on SendInvitationPayload { results { ... on InvitationResult { ...Row } } }
+fragment Row on InvitationResult { requestedId patient { id portalStatus } }"""
+SEND_IDS_ONLY = """
+mutation($ids: [ID!]!) {
+  sendInvitation(input: {patientIds: $ids}) { results { requestedId userErrors { code } } }
+}"""
+
+
+async def test_bulk_answer_reads_patients_only_when_the_document_asks(api: Api, staff: Staff) -> None:
+    # given two enabled patients
+    a = await enabled_patient(api, staff.token, n=1)
+    b = await enabled_patient(api, staff.token, n=2)
+    # when the patient is asked for through fragments, it is there, as it is after the change
+    result = await api.gql(SEND_WITH_FRAGMENTS, {"ids": [a]}, staff.token)
+    [row] = result["data"]["sendInvitation"]["results"]
+    assert row["patient"] == {"id": a, "portalStatus": "INVITED"}
+    # and an answer asking for ids and errors only acts the same (without reading patients)
+    result = await api.gql(SEND_IDS_ONLY, {"ids": [b, "nope"]}, staff.token)
+    rows = result["data"]["sendInvitation"]["results"]
+    assert [r["requestedId"] for r in rows] == [b, "nope"]
+    assert [[e["code"] for e in r["userErrors"]] for r in rows] == [[], ["NOT_FOUND"]]
+    assert await LinkToken.filter(patient_id=pk(b)).count() == 1

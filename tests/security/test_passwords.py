@@ -385,3 +385,24 @@ async def test_hashing_threads_run_below_the_server() -> None:
     main = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     assert settings.hash_nice == 10
     assert worker == min(19, main + 10)
+
+
+def test_hash_threads_follow_the_cpus_the_process_may_use(tmp_path: Path) -> None:
+    """A container held to 2 CPUs (cgroup v2 cpu.max) on a larger host gets one argon2
+    thread, not half the host's cores: a login storm then leaves the event loop a CPU."""
+    import os
+
+    from core.settings import usable_cpus
+
+    proc = tmp_path / "cgroup"
+    proc.write_text("0::/portal.slice/app\n")
+    quota = tmp_path / "fs" / "portal.slice" / "app"
+    quota.mkdir(parents=True)
+    (quota / "cpu.max").write_text("200000 100000\n")
+    mask = len(os.sched_getaffinity(0))
+    assert usable_cpus(str(tmp_path / "fs"), str(proc)) == min(mask, 2)
+    (quota / "cpu.max").write_text("50000 100000\n")  # half a CPU: still one
+    assert usable_cpus(str(tmp_path / "fs"), str(proc)) == 1
+    (quota / "cpu.max").write_text("max 100000\n")  # no quota: the affinity mask
+    assert usable_cpus(str(tmp_path / "fs"), str(proc)) == mask
+    assert usable_cpus(str(tmp_path / "none"), str(tmp_path / "missing")) == mask
