@@ -81,8 +81,8 @@ muts = {
     ),
     "S3 stress: set_password keeps sessions": (
         "onboarding/unit_of_work.py",
-        "            await self.revoke_sessions([patient.id])\n            await self._notify",
-        "            await self._notify",
+        "            await self.revoke_sessions([patient.id])\n            await self.notify(",
+        "            await self.notify(",
         "test_one_patient",
     ),
     "M9 inactive keeps access": (
