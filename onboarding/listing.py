@@ -18,7 +18,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from core.clock import utcnow
 from onboarding.sql import Params, as_date, as_datetime, connection, dialect_of, like_pattern
-from onboarding.status import PortalStatus, status_sql
+from onboarding.status import TIME_DEPENDENT, PortalStatus, status_sql
 
 # The list order, and what a cursor carries: (last_name_key, first_name_key, id).
 SortKey = tuple[str, str, int]
@@ -115,6 +115,10 @@ class _Query:
     where: list[str] = field(default_factory=list)
     indexed_search: bool = False
     searched: bool = False
+    # Placeholders of the practice, of now and of now - temporary password lifetime.
+    practice: str = ""
+    now: str = ""
+    cutoff: str = ""
 
 
 _SELECT = """SELECT p.id, p.practice_id, p.chart_number, p.first_name, p.last_name,
@@ -192,9 +196,68 @@ class PatientReader:
 
     def _query(self) -> tuple[_Query, str]:
         q = _Query(Params(self.dialect))
-        status = status_sql(q.params(self.now), q.params(self.now - self.temporary_password_ttl))
-        q.where.append(f"p.practice_id = {q.params(self.practice_id)}")
+        q.now = q.params(self.now)
+        q.cutoff = q.params(self.now - self.temporary_password_ttl)
+        status = status_sql(q.now, q.cutoff)
+        q.practice = q.params(self.practice_id)
+        q.where.append(f"p.practice_id = {q.practice}")
         return q, status
+
+    @staticmethod
+    def _practice_wide(flt: OnboardingFilter | None) -> bool:
+        """Whether the filter without its status part selects the whole practice: then
+        its counts per status are the kept ones (``_kept_counts``)."""
+        return flt is None or (
+            not (flt.search or "").replace(",", " ").split()
+            and flt.has_email is None
+            and flt.reachable_by is None
+        )
+
+    @staticmethod
+    def _kept_counts(q: _Query, status: str) -> tuple[str, str]:
+        """The counts per status of the whole practice without scanning it (migration
+        0018): a CTE ``mv`` and a source of (status, n) rows to sum per status.
+
+        ``patient_status_count`` holds the count of each status class, kept by triggers.
+        A patient's status differs from its class only while it is CREDENTIALS_ISSUED (a
+        staff-set password inside its lifetime) or INVITED (its newest link open): those
+        patients are read now, through the two partial range indexes, and each is moved
+        from its class (-1) to its status (+1). Both parts are read in one statement, so
+        from one snapshot: exact at any instant, no sweeper."""
+        # The two ranges do not overlap (the second excludes the first), so no patient
+        # is moved twice.
+        moved = (
+            f"mv AS (SELECT t.status_class, t.status FROM ("
+            f"SELECT p.status_class, {status} AS status FROM patient p"
+            f" WHERE p.practice_id = {q.practice} AND p.staff_password_set_at > {q.cutoff}"
+            f" UNION ALL SELECT p.status_class, {status} AS status FROM patient p"
+            f" WHERE p.practice_id = {q.practice} AND p.link_open_until > {q.now}"
+            f" AND (p.staff_password_set_at IS NULL OR p.staff_password_set_at <= {q.cutoff})"
+            f") t WHERE t.status <> t.status_class)"
+        )
+        source = (
+            "(SELECT k.status_class AS status, k.n AS n FROM patient_status_count k"
+            f" WHERE k.practice_id = {q.practice}"
+            " UNION ALL SELECT mv.status_class, -1 FROM mv"
+            " UNION ALL SELECT mv.status, 1 FROM mv)"
+        )
+        return moved, source
+
+    @staticmethod
+    def _status_prefilter(q: _Query, statuses: Sequence[PortalStatus]) -> str:
+        """A condition implied by "status in ``statuses``" that indexes answer: the
+        class index for statuses that are classes, the range indexes for the two
+        time-dependent ones. So a filter on a rare status reads its patients, not the
+        whole practice. The exact status test stays beside it."""
+        terms = []
+        classes = [s for s in dict.fromkeys(statuses) if s not in TIME_DEPENDENT]
+        if classes:
+            terms.append(f"p.status_class IN ({', '.join(q.params(s.value) for s in classes)})")
+        if PortalStatus.CREDENTIALS_ISSUED in statuses:
+            terms.append(f"p.staff_password_set_at > {q.cutoff}")
+        if PortalStatus.INVITED in statuses:
+            terms.append(f"p.link_open_until > {q.now}")
+        return f"({' OR '.join(terms)})"
 
     def _apply_filter(self, q: _Query, flt: OnboardingFilter | None) -> None:
         if flt is None:
@@ -231,6 +294,7 @@ class PatientReader:
     def _status_clause(self, q: _Query, status: str, statuses: Sequence[PortalStatus]) -> None:
         placeholders = ", ".join(q.params(s.value) for s in statuses)
         q.where.append(f"({status}) IN ({placeholders})")
+        q.where.append(self._status_prefilter(q, statuses))
 
     async def by_ids(self, ids: Sequence[int]) -> dict[int, PatientRow]:
         if not ids:
@@ -317,9 +381,13 @@ class PatientReader:
         self._apply_filter(q, flt)
         matched = " AND ".join(q.where)
         narrow: list[str] = []
+        chosen = matched
         if flt and flt.statuses:
             placeholders = ", ".join(q.params(s.value) for s in flt.statuses)
             narrow.append(f"x.status IN ({placeholders})")
+            if not (q.searched and wants.counts):  # else the matches are chosen by m
+                chosen += " AND " + self._status_prefilter(q, flt.statuses)
+        kept = wants.counts and self._practice_wide(flt)
         if boundary is not None:
             last, first, pid = (q.params(v) for v in boundary)
             op = "<" if backward else ">"
@@ -329,18 +397,21 @@ class PatientReader:
         limit = q.params(size + 1)
         direction = " DESC" if backward else ""
         ctes = []
-        patients = f"SELECT {_PATIENT_COLUMNS}, {status} AS status FROM patient p WHERE {matched}"
+        patients = f"SELECT {_PATIENT_COLUMNS}, {status} AS status FROM patient p WHERE {{}}"
         if q.searched and wants.counts:
             # The matches, once, for the page and the counts (the trigram index on
             # PostgreSQL, a scan of the practice on SQLite).
-            ctes.append(f"m AS MATERIALIZED ({patients})")
+            ctes.append(f"m AS MATERIALIZED ({patients.format(matched)})")
             page_source, count_source = "m", "(SELECT status FROM m)"
         else:
             # Left alone with a search, the planner walks the name index and tests every
             # patient until it has a page: 11-16 ms instead of 3 ms for a term with 200
             # matches among 22,000 patients. OFFSET 0 plans the matches on their own.
-            page_source = f"({patients}{' OFFSET 0' if q.indexed_search else ''})"
+            page_source = f"({patients.format(chosen)}{' OFFSET 0' if q.indexed_search else ''})"
             count_source = f"(SELECT {status} AS status FROM patient p WHERE {matched})"
+            if kept:
+                moved, count_source = self._kept_counts(q, status)
+                ctes.append(moved)
         order = ", ".join(f"{c}{direction}" for c in ("last_name_key", "first_name_key", "id"))
         ctes.append(
             f"pg AS (SELECT * FROM {page_source} x"
@@ -371,8 +442,8 @@ class PatientReader:
                 else "array_agg(status) AS cs, array_agg(n) AS cn"
             )
             ctes.append(
-                f"c AS (SELECT {agg} FROM (SELECT status, COUNT(*) AS n FROM {count_source} y"
-                " GROUP BY status) z)"
+                f"c AS (SELECT {agg} FROM (SELECT status, {'SUM(n)' if kept else 'COUNT(*)'} AS n"
+                f" FROM {count_source} y GROUP BY status) z)"
             )
             sql = (
                 f"WITH {', '.join(ctes)} SELECT c.cs, c.cn, {', '.join(columns)} FROM c"
@@ -460,6 +531,10 @@ class PatientReader:
 
     def counts_statement(self, flt: OnboardingFilter | None) -> tuple[str, list[Any]]:
         q, status = self._query()
+        if self._practice_wide(flt):
+            moved, source = self._kept_counts(q, status)
+            sql = f"WITH {moved} SELECT s.status AS status, SUM(s.n) AS n FROM {source} s GROUP BY s.status"
+            return sql, q.params.values
         self._apply_filter(q, flt)
         sql = (
             f"SELECT s.status AS status, COUNT(*) AS n FROM (SELECT {status} AS status "
