@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -18,7 +18,13 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from core.clock import utcnow
 from onboarding.sql import Params, as_date, as_datetime, connection, dialect_of, like_pattern
-from onboarding.status import TIME_DEPENDENT, PortalStatus, status_sql
+from onboarding.status import (
+    LINK_BUCKET_SECONDS,
+    STAFF_BUCKET_SECONDS,
+    TIME_DEPENDENT,
+    PortalStatus,
+    status_sql,
+)
 
 # The list order, and what a cursor carries: (last_name_key, first_name_key, id).
 SortKey = tuple[str, str, int]
@@ -213,33 +219,61 @@ class PatientReader:
             and flt.reachable_by is None
         )
 
-    @staticmethod
-    def _kept_counts(q: _Query, status: str) -> tuple[str, str]:
+    def _kept_counts(self, q: _Query) -> tuple[str, str]:
         """The counts per status of the whole practice without scanning it (migration
         0018): a CTE ``mv`` and a source of (status, n) rows to sum per status.
 
         ``patient_status_count`` holds the count of each status class, kept by triggers.
-        A patient's status differs from its class only while it is CREDENTIALS_ISSUED (a
-        staff-set password inside its lifetime) or INVITED (its newest link open): those
-        patients are read now, through the two partial range indexes, and each is moved
-        from its class (-1) to its status (+1). Both parts are read in one statement, so
-        from one snapshot: exact at any instant, no sweeper."""
-        # The two ranges do not overlap (the second excludes the first), so no patient
-        # is moved twice.
+        A patient's status differs from its class only while it is CREDENTIALS_ISSUED
+        (class NO_EMAIL, INVITATION_EXPIRED or NOT_INVITED, staff-set password set after
+        ``cutoff`` = now - lifetime) or INVITED (class INVITATION_EXPIRED or NOT_INVITED,
+        link open after now, and not CREDENTIALS_ISSUED). ``mv`` holds how many move
+        from each class to each of those two, as (class, status, n):
+
+        - CREDENTIALS_ISSUED: the kept "S" buckets wholly after the bucket of ``cutoff``,
+          plus the patients of that one bucket set after ``cutoff`` (a range scan of at
+          most an hour of staff-set passwords);
+        - INVITED: the kept "L" buckets wholly after the bucket of now, plus the patients
+          of that one bucket whose link is still open (ten minutes of links), minus the
+          patients with an open link and a staff-set password inside its lifetime (they
+          are CREDENTIALS_ISSUED; found among open links beside a staff-set password).
+
+        Each then counts -n in its class and +n in its status. Every part is read in
+        one statement, so from one snapshot: exact at any instant, no sweeper, and the
+        cost does not grow with the practice (buckets: at most lifetime/1 h and link
+        lifetime/10 min per class; scans: one bucket's patients)."""
+        cutoff_at = self.now - self.temporary_password_ttl
+        staff_bucket = int(cutoff_at.timestamp()) // STAFF_BUCKET_SECONDS
+        link_bucket = int(self.now.timestamp()) // LINK_BUCKET_SECONDS
+        staff_end = q.params(
+            datetime.fromtimestamp((staff_bucket + 1) * STAFF_BUCKET_SECONDS, UTC)
+        )
+        link_end = q.params(datetime.fromtimestamp((link_bucket + 1) * LINK_BUCKET_SECONDS, UTC))
+        pid = q.practice
+        ci, inv = "'CREDENTIALS_ISSUED'", "'INVITED'"
+        ci_classes = "('NO_EMAIL', 'INVITATION_EXPIRED', 'NOT_INVITED')"
+        inv_classes = "('INVITATION_EXPIRED', 'NOT_INVITED')"
         moved = (
-            f"mv AS (SELECT t.status_class, t.status FROM ("
-            f"SELECT p.status_class, {status} AS status FROM patient p"
-            f" WHERE p.practice_id = {q.practice} AND p.staff_password_set_at > {q.cutoff}"
-            f" UNION ALL SELECT p.status_class, {status} AS status FROM patient p"
-            f" WHERE p.practice_id = {q.practice} AND p.link_open_until > {q.now}"
-            f" AND (p.staff_password_set_at IS NULL OR p.staff_password_set_at <= {q.cutoff})"
-            f") t WHERE t.status <> t.status_class)"
+            "mv AS ("
+            f"SELECT e.status_class, {ci} AS status, e.n FROM patient_status_expiry e"
+            f" WHERE e.practice_id = {pid} AND e.kind = 'S' AND e.bucket > {q.params(staff_bucket)}"
+            f" UNION ALL SELECT p.status_class, {ci}, 1 FROM patient p"
+            f" WHERE p.practice_id = {pid} AND p.staff_password_set_at > {q.cutoff}"
+            f" AND p.staff_password_set_at < {staff_end} AND p.status_class IN {ci_classes}"
+            f" UNION ALL SELECT e.status_class, {inv}, e.n FROM patient_status_expiry e"
+            f" WHERE e.practice_id = {pid} AND e.kind = 'L' AND e.bucket > {q.params(link_bucket)}"
+            f" UNION ALL SELECT p.status_class, {inv}, 1 FROM patient p"
+            f" WHERE p.practice_id = {pid} AND p.link_open_until > {q.now}"
+            f" AND p.link_open_until < {link_end} AND p.status_class IN {inv_classes}"
+            f" UNION ALL SELECT p.status_class, {inv}, -1 FROM patient p"
+            f" WHERE p.practice_id = {pid} AND p.link_open_until > {q.now}"
+            f" AND p.staff_password_set_at > {q.cutoff} AND p.status_class IN {inv_classes})"
         )
         source = (
             "(SELECT k.status_class AS status, k.n AS n FROM patient_status_count k"
-            f" WHERE k.practice_id = {q.practice}"
-            " UNION ALL SELECT mv.status_class, -1 FROM mv"
-            " UNION ALL SELECT mv.status, 1 FROM mv)"
+            f" WHERE k.practice_id = {pid}"
+            " UNION ALL SELECT mv.status_class, -mv.n FROM mv"
+            " UNION ALL SELECT mv.status, mv.n FROM mv)"
         )
         return moved, source
 
@@ -410,7 +444,7 @@ class PatientReader:
             page_source = f"({patients.format(chosen)}{' OFFSET 0' if q.indexed_search else ''})"
             count_source = f"(SELECT {status} AS status FROM patient p WHERE {matched})"
             if kept:
-                moved, count_source = self._kept_counts(q, status)
+                moved, count_source = self._kept_counts(q)
                 ctes.append(moved)
         order = ", ".join(f"{c}{direction}" for c in ("last_name_key", "first_name_key", "id"))
         ctes.append(
@@ -532,7 +566,7 @@ class PatientReader:
     def counts_statement(self, flt: OnboardingFilter | None) -> tuple[str, list[Any]]:
         q, status = self._query()
         if self._practice_wide(flt):
-            moved, source = self._kept_counts(q, status)
+            moved, source = self._kept_counts(q)
             sql = f"WITH {moved} SELECT s.status AS status, SUM(s.n) AS n FROM {source} s GROUP BY s.status"
             return sql, q.params.values
         self._apply_filter(q, flt)

@@ -49,3 +49,7 @@ def status_sql(now_param: str, temp_cutoff_param: str) -> str:
 # or INVITED right now; a patient of any other status has that status as its class.
 TIME_DEPENDENT = frozenset({PortalStatus.CREDENTIALS_ISSUED, PortalStatus.INVITED})
 STATUS_CLASSES = tuple(s for s in PortalStatus if s not in TIME_DEPENDENT)
+# Widths of the buckets of patient_status_expiry (migration 0018 uses the same numbers):
+# staff-set passwords by the hour they were set, open links by the ten minutes they end in.
+STAFF_BUCKET_SECONDS = 3600
+LINK_BUCKET_SECONDS = 600

@@ -49,6 +49,50 @@ TABLE = (
     " n BIGINT NOT NULL,"
     " PRIMARY KEY (practice_id, status_class))"
 )
+# Patients a time-dependent status can take out of their class, counted per bucket of
+# the instant that decides it: "S", staff-set passwords by the hour they were set
+# (CREDENTIALS_ISSUED while set_at > now - lifetime; the lifetime is a setting, so the
+# set time is kept, not the end); "L", open links by the ten minutes they expire in
+# (INVITED while open_until > now). onboarding.status holds the same widths.
+STAFF_BUCKET_SECONDS = 3600
+LINK_BUCKET_SECONDS = 600
+CI_CLASSES = "('NO_EMAIL', 'INVITATION_EXPIRED', 'NOT_INVITED')"  # enabled, not active
+INVITED_CLASSES = "('INVITATION_EXPIRED', 'NOT_INVITED')"  # ... and reachable
+EXPIRY_TABLE = (
+    "CREATE TABLE patient_status_expiry ("
+    " practice_id INT NOT NULL REFERENCES practice (id) ON DELETE CASCADE,"
+    " kind CHAR(1) NOT NULL,"
+    " bucket BIGINT NOT NULL,"
+    " status_class VARCHAR(20) NOT NULL,"
+    " n BIGINT NOT NULL,"
+    " PRIMARY KEY (practice_id, kind, bucket, status_class))"
+)
+BUCKET = {
+    "postgres": "floor(extract(epoch FROM {col}) / {width})::bigint",
+    "sqlite": "CAST(strftime('%s', {col}) AS INTEGER) / {width}",
+}
+
+
+def candidates(dialect: str, rows: str, d: str) -> str:
+    """(practice_id, kind, bucket, status_class, d) of the patients in ``rows``."""
+    staff = BUCKET[dialect].format(col="staff_password_set_at", width=STAFF_BUCKET_SECONDS)
+    link = BUCKET[dialect].format(col="link_open_until", width=LINK_BUCKET_SECONDS)
+    return (
+        f"SELECT practice_id, 'S' AS kind, {staff} AS bucket, status_class, {d} AS d FROM {rows}"
+        f" WHERE staff_password_set_at IS NOT NULL AND status_class IN {CI_CLASSES}"
+        f" UNION ALL SELECT practice_id, 'L', {link}, status_class, {d} FROM {rows}"
+        f" WHERE link_open_until IS NOT NULL AND status_class IN {INVITED_CLASSES}"
+    )
+
+
+def expiry_backfill(dialect: str) -> str:
+    return (
+        "INSERT INTO patient_status_expiry (practice_id, kind, bucket, status_class, n)"
+        f" SELECT practice_id, kind, bucket, status_class, SUM(d) FROM ({candidates(dialect, 'patient', '1')}) x"
+        " GROUP BY practice_id, kind, bucket, status_class"
+    )
+
+
 BACKFILL = (
     "INSERT INTO patient_status_count (practice_id, status_class, n)"
     " SELECT practice_id, status_class, COUNT(*) FROM patient GROUP BY practice_id, status_class"
@@ -60,6 +104,10 @@ INDEXES = [
     " WHERE staff_password_set_at IS NOT NULL",
     "CREATE INDEX patient_link_open ON patient (practice_id, link_open_until)"
     " WHERE link_open_until IS NOT NULL",
+    # Open links beside a staff-set password (fresh or lapsed): the few patients both
+    # time-dependent statuses may claim at once, counted at read time.
+    "CREATE INDEX patient_link_open_staff ON patient (practice_id, link_open_until)"
+    " WHERE link_open_until IS NOT NULL AND staff_password_set_at IS NOT NULL",
 ]
 
 # One upsert of the deltas of a statement, in (practice, class) order.
@@ -72,20 +120,34 @@ _UPSERT = (
 )
 _NEW = "SELECT practice_id, status_class, 1 AS d FROM new_rows"
 _OLD = "SELECT practice_id, status_class, -1 AS d FROM old_rows"
+_EXPIRY_UPSERT = (
+    "INSERT INTO patient_status_expiry AS c (practice_id, kind, bucket, status_class, n)"
+    " SELECT practice_id, kind, bucket, status_class, SUM(d) FROM ({rows}) x"
+    " GROUP BY practice_id, kind, bucket, status_class HAVING SUM(d) <> 0"
+    " ORDER BY practice_id, kind, bucket, status_class"
+    " ON CONFLICT (practice_id, kind, bucket, status_class) DO UPDATE SET n = c.n + EXCLUDED.n;"
+)
+_NEW_EXPIRY = candidates("postgres", "new_rows", "1")
+_OLD_EXPIRY = candidates("postgres", "old_rows", "-1")
 
 POSTGRES = [
     f"ALTER TABLE patient ADD COLUMN status_class VARCHAR(20) GENERATED ALWAYS AS ({STATUS_CLASS}) STORED",
     TABLE,
     BACKFILL,
+    EXPIRY_TABLE,
+    expiry_backfill("postgres"),
     *INDEXES,
     f"""CREATE FUNCTION patient_status_count_keep() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF TG_OP = 'INSERT' THEN
     {_UPSERT.format(rows=_NEW)}
+    {_EXPIRY_UPSERT.format(rows=_NEW_EXPIRY)}
   ELSIF TG_OP = 'DELETE' THEN
     {_UPSERT.format(rows=_OLD)}
+    {_EXPIRY_UPSERT.format(rows=_OLD_EXPIRY)}
   ELSE
     {_UPSERT.format(rows=_NEW + " UNION ALL " + _OLD)}
+    {_EXPIRY_UPSERT.format(rows=_NEW_EXPIRY + " UNION ALL " + _OLD_EXPIRY)}
   END IF;
   RETURN NULL;
 END $$""",
@@ -102,6 +164,7 @@ END $$""",
     """CREATE FUNCTION patient_status_count_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   DELETE FROM patient_status_count;
+  DELETE FROM patient_status_expiry;
   RETURN NULL;
 END $$""",
     "CREATE TRIGGER patient_status_count_truncate AFTER TRUNCATE ON patient"
@@ -113,19 +176,45 @@ _ADD = (
     " VALUES ({r}.practice_id, {r}.status_class, {d})"
     " ON CONFLICT (practice_id, status_class) DO UPDATE SET n = n + {d};"
 )
+
+
+def _add_expiry(r: str, d: int) -> str:
+    staff = BUCKET["sqlite"].format(col=f"{r}.staff_password_set_at", width=STAFF_BUCKET_SECONDS)
+    link = BUCKET["sqlite"].format(col=f"{r}.link_open_until", width=LINK_BUCKET_SECONDS)
+    upsert = (
+        "INSERT INTO patient_status_expiry (practice_id, kind, bucket, status_class, n)"
+        " SELECT {r}.practice_id, '{kind}', {bucket}, {r}.status_class, {d} WHERE {cond}"
+        f" ON CONFLICT (practice_id, kind, bucket, status_class) DO UPDATE SET n = n + {d};"
+    )
+    return upsert.format(
+        r=r, kind="S", bucket=staff, d=d,
+        cond=f"{r}.staff_password_set_at IS NOT NULL AND {r}.status_class IN {CI_CLASSES}",
+    ) + upsert.format(
+        r=r, kind="L", bucket=link, d=d,
+        cond=f"{r}.link_open_until IS NOT NULL AND {r}.status_class IN {INVITED_CLASSES}",
+    )
+
+
 SQLITE = [
     f"ALTER TABLE patient ADD COLUMN status_class TEXT GENERATED ALWAYS AS ({STATUS_CLASS}) VIRTUAL",
     TABLE,
     BACKFILL,
+    EXPIRY_TABLE,
+    expiry_backfill("sqlite"),
     *INDEXES,
     f"CREATE TRIGGER patient_status_count_insert AFTER INSERT ON patient"
-    f" BEGIN {_ADD.format(r='NEW', d=1)} END",
+    f" BEGIN {_ADD.format(r='NEW', d=1)} {_add_expiry('NEW', 1)} END",
     f"CREATE TRIGGER patient_status_count_delete AFTER DELETE ON patient"
-    f" BEGIN {_ADD.format(r='OLD', d=-1)} END",
+    f" BEGIN {_ADD.format(r='OLD', d=-1)} {_add_expiry('OLD', -1)} END",
     # No column list: whatever column a future class reads, a change of class is caught.
     "CREATE TRIGGER patient_status_count_update AFTER UPDATE ON patient"
     " WHEN OLD.status_class IS NOT NEW.status_class OR OLD.practice_id IS NOT NEW.practice_id"
     f" BEGIN {_ADD.format(r='OLD', d=-1)} {_ADD.format(r='NEW', d=1)} END",
+    "CREATE TRIGGER patient_status_expiry_update AFTER UPDATE ON patient"
+    " WHEN OLD.status_class IS NOT NEW.status_class OR OLD.practice_id IS NOT NEW.practice_id"
+    " OR OLD.staff_password_set_at IS NOT NEW.staff_password_set_at"
+    " OR OLD.link_open_until IS NOT NEW.link_open_until"
+    f" BEGIN {_add_expiry('OLD', -1)} {_add_expiry('NEW', 1)} END",
 ]
 
 

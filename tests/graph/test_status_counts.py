@@ -11,6 +11,7 @@ passwords lapsing) must leave them equal to counts computed from scratch, at eve
 from __future__ import annotations
 
 import asyncio
+import importlib
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +26,7 @@ from onboarding.admin import create_practice, create_staff
 from onboarding.demo import generate_patients, insert_patients
 from onboarding.listing import OnboardingFilter, PatientReader
 from onboarding.sql import Params
+from onboarding import status as status_rule
 from onboarding.status import PortalStatus, status_sql
 from tests.conftest import BACKEND, POSTGRES_URL, TOKEN_RE, Api, Mailbox, body_text, token_from
 from tests.helpers import ENABLE, SEND, chart, create_patient, pk
@@ -109,6 +111,12 @@ async def assert_exact(api: Api, tokens: dict[int, str]) -> None:
         assert {s.value: n for s, n in computed.items()} == expected
 
 
+def test_the_read_and_the_triggers_use_the_same_buckets() -> None:
+    migration = importlib.import_module("models.migrations.0018_status_counts")
+    assert migration.STAFF_BUCKET_SECONDS == status_rule.STAFF_BUCKET_SECONDS
+    assert migration.LINK_BUCKET_SECONDS == status_rule.LINK_BUCKET_SECONDS
+
+
 # --- random sequences of operations -----------------------------------------------------
 
 INDEX = st.integers(min_value=0, max_value=50)
@@ -130,7 +138,9 @@ step = st.one_of(
     st.tuples(
         st.just("time"),
         st.sampled_from(
-            [timedelta(minutes=30), timedelta(hours=23), timedelta(hours=25), timedelta(days=6),
+            # small steps cross the ten-minute and hourly buckets of the kept counts
+            [timedelta(minutes=4), timedelta(minutes=11), timedelta(minutes=30),
+             timedelta(minutes=59), timedelta(hours=23), timedelta(hours=25), timedelta(days=6),
              timedelta(days=8)]
         ),
     ),
@@ -144,8 +154,12 @@ class Clock:
     """The time the service sees, moved forward by the scenario (time-machine)."""
 
     def __init__(self) -> None:
-        self.at: datetime = utcnow()
+        # Three minutes past the hour: the steps below then land at known places in
+        # the kept counts' buckets (ten minutes, an hour), whatever the time of the run.
+        now = utcnow()
+        self.at: datetime = now.replace(minute=3, second=0, microsecond=0)
         self.traveller: Any = None
+        self.forward(timedelta(0))
 
     def forward(self, by: timedelta) -> None:
         self.stop()
@@ -290,9 +304,16 @@ scenario = st.lists(step, min_size=1, max_size=24)
 # A staff-set password inside its lifetime beside an open link (a reset the patient asked
 # for, an invitation sent after): such a patient must be moved once, not twice.
 @example(steps=[("enable", 0), ("credentials", 0), ("self_reset", 0), ("invite", 0)])
+# A link read a minute before it ends, in the ten minutes now is in (the bucket counted by
+# scanning); a staff-set password a minute before it lapses, in the hour of the cutoff.
+@example(steps=[("enable", 0), ("invite", 0), ("time", timedelta(hours=23)),
+                ("time", timedelta(minutes=59))])
+@example(steps=[("enable", 0), ("credentials", 0), ("time", timedelta(days=6)),
+                ("time", timedelta(hours=23)), ("time", timedelta(minutes=59))])
 async def test_kept_counts_equal_counts_from_scratch_after_any_operations(
     api: Api, mailbox: Mailbox, steps: list[tuple[Any, ...]]
 ) -> None:
+    clock = Clock()
     # each example gets practices of its own (the database is emptied per test only)
     practice = await create_practice("Counting Clinic")
     _, token = await create_staff(practice.id, "Front desk")
@@ -300,7 +321,6 @@ async def test_kept_counts_equal_counts_from_scratch_after_any_operations(
     _, other_token = await create_staff(other.id, "Other desk")
     tokens = {practice.id: token, other.id: other_token}
     run = Scenario(api, mailbox, token, other.id, tokens)
-    clock = Clock()
     try:
         for action in [("create", True, False), ("create", False, True), *steps]:
             await run.run(action, clock)
