@@ -21,7 +21,6 @@ from onboarding.sql import Params, as_date, as_datetime, connection, dialect_of,
 from onboarding.status import (
     LINK_BUCKET_SECONDS,
     STAFF_BUCKET_SECONDS,
-    TIME_DEPENDENT,
     PortalStatus,
     status_sql,
 )
@@ -245,9 +244,7 @@ class PatientReader:
         cutoff_at = self.now - self.temporary_password_ttl
         staff_bucket = int(cutoff_at.timestamp()) // STAFF_BUCKET_SECONDS
         link_bucket = int(self.now.timestamp()) // LINK_BUCKET_SECONDS
-        staff_end = q.params(
-            datetime.fromtimestamp((staff_bucket + 1) * STAFF_BUCKET_SECONDS, UTC)
-        )
+        staff_end = q.params(datetime.fromtimestamp((staff_bucket + 1) * STAFF_BUCKET_SECONDS, UTC))
         link_end = q.params(datetime.fromtimestamp((link_bucket + 1) * LINK_BUCKET_SECONDS, UTC))
         pid = q.practice
         ci, inv = "'CREDENTIALS_ISSUED'", "'INVITED'"
@@ -279,7 +276,7 @@ class PatientReader:
 
     @staticmethod
     def _status_match(q: _Query, statuses: Sequence[PortalStatus]) -> str:
-        """"Status in ``statuses``", exactly, as conditions on the status class and the
+        """ "Status in ``statuses``", exactly, as conditions on the status class and the
         two time-dependent columns instead of the status CASE: the planner estimates
         them from column statistics (a CASE compared to a list gets a fixed guess of a
         few rows, and for INVITED or INVITATION_EXPIRED among 22,000 patients it chose
@@ -296,8 +293,7 @@ class PatientReader:
             PortalStatus.DISABLED: "p.status_class = 'DISABLED'",
             PortalStatus.ACTIVE: "p.status_class = 'ACTIVE'",
             PortalStatus.CREDENTIALS_ISSUED: (
-                f"(p.status_class IN ('NO_EMAIL', 'INVITATION_EXPIRED', 'NOT_INVITED')"
-                f" AND {fresh})"
+                f"(p.status_class IN ('NO_EMAIL', 'INVITATION_EXPIRED', 'NOT_INVITED') AND {fresh})"
             ),
             PortalStatus.NO_EMAIL: f"(p.status_class = 'NO_EMAIL' AND {not_fresh})",
             PortalStatus.INVITED: (
@@ -585,7 +581,10 @@ class PatientReader:
         q, status = self._query()
         if self._practice_wide(flt):
             moved, source = self._kept_counts(q)
-            sql = f"WITH {moved} SELECT s.status AS status, SUM(s.n) AS n FROM {source} s GROUP BY s.status"
+            sql = (
+                f"WITH {moved} SELECT s.status AS status, SUM(s.n) AS n FROM {source} s"
+                " GROUP BY s.status"
+            )
             return sql, q.params.values
         self._apply_filter(q, flt)
         sql = (

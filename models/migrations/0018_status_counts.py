@@ -187,10 +187,16 @@ def _add_expiry(r: str, d: int) -> str:
         f" ON CONFLICT (practice_id, kind, bucket, status_class) DO UPDATE SET n = n + {d};"
     )
     return upsert.format(
-        r=r, kind="S", bucket=staff, d=d,
+        r=r,
+        kind="S",
+        bucket=staff,
+        d=d,
         cond=f"{r}.staff_password_set_at IS NOT NULL AND {r}.status_class IN {CI_CLASSES}",
     ) + upsert.format(
-        r=r, kind="L", bucket=link, d=d,
+        r=r,
+        kind="L",
+        bucket=link,
+        d=d,
         cond=f"{r}.link_open_until IS NOT NULL AND {r}.status_class IN {INVITED_CLASSES}",
     )
 

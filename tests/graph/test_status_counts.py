@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 from tortoise import connections
 
 from core.clock import utcnow
+from onboarding import status as status_rule
 from onboarding.admin import create_practice, create_staff
 from onboarding.demo import generate_patients, insert_patients
 from onboarding.listing import OnboardingFilter, PatientReader
 from onboarding.sql import Params, as_datetime
-from onboarding import status as status_rule
 from onboarding.status import PortalStatus, status_sql
 from tests.conftest import BACKEND, POSTGRES_URL, TOKEN_RE, Api, Mailbox, body_text, token_from
 from tests.helpers import ENABLE, SEND, chart, create_patient, pk
@@ -134,13 +134,18 @@ async def assert_exact(api: Api, tokens: dict[int, str], *, filters: bool = Fals
             # a status filter (conditions on the class and the time-dependent columns)
             # selects exactly the patients of that status
             for s in PortalStatus:
-                page = await api.gql(COUNTS.replace("first: 3", "first: 100"),
-                                     {"filter": {"status": [s.value]}}, token)
+                page = await api.gql(
+                    COUNTS.replace("first: 3", "first: 100"),
+                    {"filter": {"status": [s.value]}},
+                    token,
+                )
                 nodes = page["data"]["onboarding"]["edges"]
                 assert len(nodes) == min(expected[s.value], 100), s
                 assert {e["node"]["portalStatus"] for e in nodes} <= {s.value}
         # a filtered count is still computed on the rows: it must agree with the scan
-        computed = await reader.status_counts(OnboardingFilter(reachable_by=["EMAIL", "SMS", "NONE"]))
+        computed = await reader.status_counts(
+            OnboardingFilter(reachable_by=["EMAIL", "SMS", "NONE"])
+        )
         assert {s.value: n for s, n in computed.items()} == expected
 
 
@@ -156,10 +161,14 @@ INDEX = st.integers(min_value=0, max_value=50)
 step = st.one_of(
     st.tuples(st.just("create"), st.booleans(), st.booleans()),
     st.tuples(st.just("enable"), INDEX),
-    st.tuples(st.just("enable_all_disabled"),),
+    st.tuples(
+        st.just("enable_all_disabled"),
+    ),
     st.tuples(st.just("disable"), INDEX),
     st.tuples(st.just("invite"), INDEX),
-    st.tuples(st.just("invite_not_invited"),),
+    st.tuples(
+        st.just("invite_not_invited"),
+    ),
     st.tuples(st.just("credentials"), INDEX),
     st.tuples(st.just("login"), INDEX),
     st.tuples(st.just("redeem"), INDEX),
@@ -172,9 +181,16 @@ step = st.one_of(
         st.just("time"),
         st.sampled_from(
             # small steps cross the ten-minute and hourly buckets of the kept counts
-            [timedelta(minutes=4), timedelta(minutes=11), timedelta(minutes=30),
-             timedelta(minutes=59), timedelta(hours=23), timedelta(hours=25), timedelta(days=6),
-             timedelta(days=8)]
+            [
+                timedelta(minutes=4),
+                timedelta(minutes=11),
+                timedelta(minutes=30),
+                timedelta(minutes=59),
+                timedelta(hours=23),
+                timedelta(hours=25),
+                timedelta(days=6),
+                timedelta(days=8),
+            ]
         ),
     ),
     st.tuples(st.just("bulk_insert"), st.integers(min_value=1, max_value=5)),
@@ -227,7 +243,11 @@ class Scenario:
 
     async def run(self, action: tuple[Any, ...], clock: Clock) -> None:
         kind, *args = action
-        pid = self.pick(args[0]) if args and isinstance(args[0], int) and kind != "bulk_insert" else None
+        pid = (
+            self.pick(args[0])
+            if args and isinstance(args[0], int) and kind != "bulk_insert"
+            else None
+        )
         conn = connections.get("default")
         mark = "?" if BACKEND == "sqlite" else "$1"
         if kind == "create":
@@ -266,8 +286,12 @@ class Scenario:
                 m for m in self.mailbox.to(self.emails[pid] or "") if TOKEN_RE.search(body_text(m))
             ]
             if links:
-                values = {"token": token_from(links[-1]), "username": f"own{pk(pid)}",
-                          "password": OWN_PASSWORD, "dateOfBirth": chart()["dateOfBirth"]}
+                values = {
+                    "token": token_from(links[-1]),
+                    "username": f"own{pk(pid)}",
+                    "password": OWN_PASSWORD,
+                    "dateOfBirth": chart()["dateOfBirth"],
+                }
                 await self.gql(REDEEM, {"input": values})
         elif kind == "self_reset" and pid and self.emails.get(pid):
             who = identity(self.numbers[pid], email=self.emails[pid])
@@ -275,7 +299,9 @@ class Scenario:
         elif kind == "email" and pid:
             self.n += 1
             email = f"moved{self.n}@example.com" if args[1] == "new" else None
-            data = await self.gql(UPDATE_PATIENT, {"input": {"id": pid, "email": email}}, self.token)
+            data = await self.gql(
+                UPDATE_PATIENT, {"input": {"id": pid, "email": email}}, self.token
+            )
             if not data["updatePatient"]["userErrors"]:
                 self.emails[pid] = email
         elif kind == "sms" and pid:
@@ -286,7 +312,9 @@ class Scenario:
             )
             await self.gql(UPDATE_PATIENT, {"input": {"id": pid, **values}}, self.token)
         elif kind == "chart" and pid:
-            await self.gql(UPDATE_PATIENT, {"input": {"id": pid, "chartStatus": args[1]}}, self.token)
+            await self.gql(
+                UPDATE_PATIENT, {"input": {"id": pid, "chartStatus": args[1]}}, self.token
+            )
         elif kind == "time":
             await self.api.deliver()  # mail queued before the jump goes out before it
             clock.forward(args[0])
@@ -339,10 +367,23 @@ scenario = st.lists(step, min_size=1, max_size=24)
 @example(steps=[("enable", 0), ("credentials", 0), ("self_reset", 0), ("invite", 0)])
 # A link read a minute before it ends, in the ten minutes now is in (the bucket counted by
 # scanning); a staff-set password a minute before it lapses, in the hour of the cutoff.
-@example(steps=[("enable", 0), ("invite", 0), ("time", timedelta(hours=23)),
-                ("time", timedelta(minutes=59))])
-@example(steps=[("enable", 0), ("credentials", 0), ("time", timedelta(days=6)),
-                ("time", timedelta(hours=23)), ("time", timedelta(minutes=59))])
+@example(
+    steps=[
+        ("enable", 0),
+        ("invite", 0),
+        ("time", timedelta(hours=23)),
+        ("time", timedelta(minutes=59)),
+    ]
+)
+@example(
+    steps=[
+        ("enable", 0),
+        ("credentials", 0),
+        ("time", timedelta(days=6)),
+        ("time", timedelta(hours=23)),
+        ("time", timedelta(minutes=59)),
+    ]
+)
 async def test_kept_counts_equal_counts_from_scratch_after_any_operations(
     api: Api, mailbox: Mailbox, steps: list[tuple[Any, ...]]
 ) -> None:
@@ -386,7 +427,9 @@ async def test_a_status_filter_reads_the_class_not_the_practice(api: Api, staff:
 
 
 @pytest.mark.skipif(BACKEND != "postgres", reason="row locks and concurrent writers: PostgreSQL")
-async def test_two_writers_on_one_practice_keep_the_counts_exact(api: Api, mailbox: Mailbox) -> None:
+async def test_two_writers_on_one_practice_keep_the_counts_exact(
+    api: Api, mailbox: Mailbox
+) -> None:
     import asyncpg
 
     practice = await create_practice("Busy Clinic")
@@ -401,15 +444,22 @@ async def test_two_writers_on_one_practice_keep_the_counts_exact(api: Api, mailb
     url = (POSTGRES_URL or "").replace("postgres://", "postgresql://", 1)
     one, two = await asyncpg.connect(url), await asyncpg.connect(url)
     try:
-        ids = [r["id"] for r in await one.fetch(
-            "SELECT id FROM patient WHERE practice_id = $1 ORDER BY id", practice.id)]
+        ids = [
+            r["id"]
+            for r in await one.fetch(
+                "SELECT id FROM patient WHERE practice_id = $1 ORDER BY id", practice.id
+            )
+        ]
         t1, t2 = one.transaction(), two.transaction()
         await t1.start()
         await t2.start()
-        await one.execute("UPDATE patient SET portal_enabled = NOT portal_enabled WHERE id = ANY($1)", ids[:10])
+        await one.execute(
+            "UPDATE patient SET portal_enabled = NOT portal_enabled WHERE id = ANY($1)", ids[:10]
+        )
         waiting = asyncio.ensure_future(
             two.execute(
-                "UPDATE patient SET portal_enabled = NOT portal_enabled WHERE id = ANY($1)", ids[10:25]
+                "UPDATE patient SET portal_enabled = NOT portal_enabled WHERE id = ANY($1)",
+                ids[10:25],
             )
         )
         await asyncio.sleep(0.3)
@@ -430,7 +480,9 @@ async def test_two_writers_on_one_practice_keep_the_counts_exact(api: Api, mailb
         if i % 3 == 0:
             calls.append(api.gql(SEND, {"ids": [pid], "confirm": True}, token))
         elif i % 3 == 1:
-            calls.append(api.gql(SET_CREDENTIALS, {"pid": pid, "u": f"u{i}", "p": STAFF_PASSWORD}, token))
+            calls.append(
+                api.gql(SET_CREDENTIALS, {"pid": pid, "u": f"u{i}", "p": STAFF_PASSWORD}, token)
+            )
         else:
             calls.append(api.gql(DISABLE, {"ids": [pid]}, token))
     calls.append(api.gql(SEND_BY_FILTER, {"filter": {"status": ["NOT_INVITED"]}}, token))
