@@ -442,7 +442,11 @@ class PatientReader:
             narrow.append(
                 f"(x.last_name_key, x.first_name_key, x.id) {op} ({last}, {first}, {pid})"
             )
-        limit = q.params(size + 1)
+        # Written into the statement, not a parameter: asyncpg prepares statements and,
+        # after five runs, PostgreSQL may keep a generic plan; not knowing the LIMIT it
+        # guessed thousands of rows and hash-joined every account of the database
+        # (110 ms instead of 3 for the 250,000-patient practice with counts).
+        limit = str(int(size) + 1)
         direction = " DESC" if backward else ""
         ctes = []
         patients = f"SELECT {_PATIENT_COLUMNS}, {status} AS status FROM patient p WHERE {{}}"
