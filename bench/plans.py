@@ -30,9 +30,7 @@ SHAPES: dict[str, dict[str, Any]] = {
 }
 
 
-async def explain(
-    conn: Any, sql: str, values: list[Any], repeat: int
-) -> tuple[str, float, int]:
+async def explain(conn: Any, sql: str, values: list[Any], repeat: int) -> tuple[str, float, int]:
     """Plan text, median planning + execution time, and the buffers the last run touched
     (shared hits + reads: what the statement reads, unaffected by the machine's load)."""
     plan_text = ""
