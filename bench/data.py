@@ -211,9 +211,14 @@ async def add_links(practice_id: int, staff_id: int, rng: random.Random) -> Coun
             await LinkToken.bulk_create(rows, batch_size=1000)
     conn = connections.get("default")
     mark = "?" if conn.capabilities.dialect == "sqlite" else "$1"
+    # Set-based: one grouped pass over the practice's links, joined to the patients that
+    # have any. The correlated form (a MAX subquery for every patient of the practice,
+    # also rewriting the rows of patients with no link) ran 16 minutes for the
+    # 250,000-patient practice on the shared machine.
     await conn.execute_query(
-        "UPDATE patient SET last_link_id = (SELECT MAX(l.id) FROM link_token l"
-        f" WHERE l.patient_id = patient.id) WHERE practice_id = {mark}",
+        "UPDATE patient SET last_link_id = m.id FROM (SELECT l.patient_id, MAX(l.id) AS id"
+        f" FROM link_token l WHERE l.practice_id = {mark} GROUP BY l.patient_id) m"
+        " WHERE patient.id = m.patient_id",
         [practice_id],
     )
     return kinds

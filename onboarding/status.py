@@ -41,3 +41,15 @@ def status_sql(now_param: str, temp_cutoff_param: str) -> str:
  WHEN p.link_open_until > {now_param} THEN 'INVITED'
  WHEN p.last_link_id IS NOT NULL THEN 'INVITATION_EXPIRED'
  ELSE 'NOT_INVITED' END"""
+
+
+# The status class (``patient.status_class``, migration 0018): the rule above without
+# its two time-dependent branches, so it depends on stored columns only and can be
+# counted incrementally. A patient's status is its class unless it is CREDENTIALS_ISSUED
+# or INVITED right now; a patient of any other status has that status as its class.
+TIME_DEPENDENT = frozenset({PortalStatus.CREDENTIALS_ISSUED, PortalStatus.INVITED})
+STATUS_CLASSES = tuple(s for s in PortalStatus if s not in TIME_DEPENDENT)
+# Widths of the buckets of patient_status_expiry (migration 0018 uses the same numbers):
+# staff-set passwords by the hour they were set, open links by the ten minutes they end in.
+STAFF_BUCKET_SECONDS = 3600
+LINK_BUCKET_SECONDS = 600
