@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
+from enum import Enum
+from typing import Any, TypeVar
 
 import strawberry
 
@@ -10,6 +13,28 @@ from graph.types.common import PageInfo, page_args
 from graph.types.enums import Channel, ChartStatus, DeliveryStatus, PortalStatus
 from graph.types.node import Node
 from onboarding.listing import AccountRow, InvitationRow, PatientRow
+
+E = TypeVar("E", bound=Enum)
+
+
+def _member_of(enum: type[E]) -> Callable[[Any], E]:
+    """``enum(value)`` for the stored values of a page's rows: the member from the
+    enum's own value table (a dict lookup), else the constructor itself, so an unknown
+    value fails exactly as before. ``Enum.__call__`` costs ~0.9 us; a page of 50 makes
+    up to 150 of them (issue 15)."""
+    members = enum._value2member_map_
+    get = members.get
+
+    def member(value: Any) -> E:
+        found = get(value)
+        return found if found is not None else enum(value)  # type: ignore[return-value]
+
+    return member
+
+
+_chart_status = _member_of(ChartStatus)
+_channel = _member_of(Channel)
+_delivery_status = _member_of(DeliveryStatus)
 
 
 @strawberry.type(description="The patient's portal login, as staff may see it (never a password).")
@@ -58,14 +83,14 @@ class Invitation(Node):
     def from_row(cls, row: InvitationRow) -> Invitation:
         return cls(
             id=global_id(INVITATION, row.id),
-            channel=Channel(row.channel),
+            channel=_channel(row.channel),
             sent_to=row.sent_to,
             sent_at=row.sent_at,
             expires_at=row.expires_at,
             used_at=row.used_at,
             revoked_at=row.revoked_at,
             revoke_reason=row.revoke_reason,
-            delivery_status=DeliveryStatus(row.delivery_status),
+            delivery_status=_delivery_status(row.delivery_status),
             delivery_detail=row.delivery_detail,
             self_service=row.purpose == "self_service",
             reminder=row.is_reminder,
@@ -165,7 +190,7 @@ class Patient(Node):
             preferred_language=row.preferred_language,
             mobile_phone=row.mobile_phone,
             sms_consent=row.sms_consent,
-            chart_status=ChartStatus(row.chart_status),
+            chart_status=_chart_status(row.chart_status),
             portal_enabled=row.portal_enabled,
             portal_status=row.portal_status,
             email_shared_with=row.email_shared_with,
