@@ -620,15 +620,19 @@ async def read_bulk_rows(
     ids: Sequence[int], practice_id: int | None, *, lock: bool
 ) -> dict[int, Patient]:
     """The bulk read: with ``lock``, on PostgreSQL, the row locks (in id order) and the
-    columns in one statement, ``FOR UPDATE OF p`` so the joined account is read but not
-    locked. Without it, a dry run's report (read again under the lock to act)."""
+    patients' columns in one statement, then whether each has a password in a second.
+    Not joined into the first: a ``FOR UPDATE`` that waited for another writer re-reads
+    the locked patient row but evaluates everything else (a joined account, a subquery)
+    in the snapshot taken before the wait, so a password set by the writer it waited
+    for would be missed and the patient sent the set-up instead of the reset message.
+    The second statement takes a new snapshot (READ COMMITTED) after the locks are held.
+    Without ``lock``, a dry run's report (read again under the lock to act)."""
     conn = connections.get("default")
     params = Params(conn.capabilities.dialect)
     dialect = params.dialect
     columns = ", ".join(f"p.{name}" for name in BULK_FIELDS)
     sql = (
-        f"SELECT {columns}, a.password_hash IS NOT NULL AS has_password FROM patient p"  # noqa: S608
-        " LEFT JOIN portal_account a ON a.patient_id = p.id"
+        f"SELECT {columns} FROM patient p"  # noqa: S608
         f" WHERE {id_list(dialect, 'p.id', params(id_list_value(dialect, list(ids))))}"
     )
     if practice_id is not None:
@@ -636,7 +640,17 @@ async def read_bulk_rows(
     if lock and dialect == "postgres":
         sql += " ORDER BY p.id FOR UPDATE OF p"
     _, rows = await conn.execute_query(sql, params.values)
-    read = (PatientRow(*row) for row in rows)
+    if not rows:
+        return {}
+    found = [row[0] for row in rows]
+    params = Params(dialect)
+    _, with_password = await conn.execute_query(
+        "SELECT patient_id FROM portal_account WHERE password_hash IS NOT NULL"  # noqa: S608
+        f" AND {id_list(dialect, 'patient_id', params(id_list_value(dialect, found)))}",
+        params.values,
+    )
+    has_password = {row[0] for row in with_password}
+    read = (PatientRow(*row, row[0] in has_password) for row in rows)  # type: ignore[call-arg]
     return {row.id: row for row in read}  # type: ignore[misc]
 
 

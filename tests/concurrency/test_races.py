@@ -19,7 +19,7 @@ from limits import parse
 from core.clock import utcnow
 from graph.ids import patient_pk
 from tests.concurrency.pause import paused_at
-from tests.conftest import Api, Mailbox, Staff, token_from
+from tests.conftest import BACKEND, Api, Mailbox, Staff, token_from
 from tests.helpers import PATIENT, REDEEM, STRONG_PASSWORD, enabled_patient, invite
 from tests.security.support import (
     AUDIT,
@@ -611,3 +611,66 @@ async def test_4_a_bulk_invitation_racing_changes_to_some_of_its_patients(
     await api.deliver()
     assert mailbox.to(EMAIL) and mailbox.to(new)
     assert mailbox.to("avery.quinn2@example.com") == []
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="FOR UPDATE's snapshot after a wait: PostgreSQL")
+async def test_a_bulk_invitation_sees_a_password_set_while_it_waited_for_the_lock(
+    api: Api, staff: Staff
+) -> None:
+    """A writer holds a patient's lock and gives the patient a password; a bulk invitation
+    waits for that lock. After the wait PostgreSQL re-reads the locked patient row but
+    anything joined to it comes from the snapshot taken before the wait, so "has a
+    password" must be read by a statement of its own after the locks are held: else the
+    patient with a password gets the set-up message (``reset: false``)."""
+    from tortoise import connections
+    from tortoise.transactions import in_transaction
+
+    from models import PasswordOrigin, Patient, PortalAccount
+
+    pid = await enabled_patient(api, staff.token, n=1)
+    pk = patient_pk(pid)
+    locked, release = asyncio.Event(), asyncio.Event()
+
+    async def writer() -> None:
+        async with in_transaction():
+            await Patient.select_for_update().filter(id=pk).first()
+            await PortalAccount.create(
+                patient_id=pk,
+                username="avery.quinn",
+                username_key="avery.quinn",
+                password_hash="$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA",
+                password_origin=PasswordOrigin.STAFF,
+                password_set_at=utcnow(),
+                must_change_password=True,
+                failed_logins=0,
+            )
+            locked.set()
+            await release.wait()
+
+    holding = asyncio.create_task(writer())
+    await locked.wait()
+    sending = asyncio.create_task(
+        api.gql(
+            "mutation($ids: [ID!]!) { sendInvitation(input: {patientIds: $ids}) {"
+            " results { invitation { reset } userErrors { code } } } }",
+            {"ids": [pid]},
+            staff.token,
+        )
+    )
+    conn = connections.get("default")
+    for _ in range(400):  # until the invitation's statement waits for the writer's lock
+        waiting = await conn.execute_query_dict(
+            "SELECT count(*) AS n FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE OF p%'"
+        )
+        if waiting[0]["n"]:
+            break
+        await asyncio.sleep(0.025)
+    else:
+        raise AssertionError("the invitation never waited for the writer's lock")
+    release.set()
+    await holding
+    answer = await sending
+    [result] = answer["data"]["sendInvitation"]["results"]
+    assert result["userErrors"] == []
+    assert result["invitation"]["reset"] is True
