@@ -130,6 +130,27 @@ _EXPIRY_UPSERT = (
 _NEW_EXPIRY = candidates("postgres", "new_rows", "1")
 _OLD_EXPIRY = candidates("postgres", "old_rows", "-1")
 
+# The count rows are shared by every writer of a practice and stay locked until commit.
+# Each statement upserts them in key order, but a transaction of several statements (a
+# redemption: the link's bucket, then the patient's class) can take them in another
+# order than a concurrent one (an invitation: classes, then the same bucket) and the two
+# deadlock. So the first statement of a transaction that changes a practice's counts
+# takes that practice's transaction-scoped advisory lock, practices in id order: the
+# count rows are then only ever updated by one transaction per practice at a time. It is
+# taken after the statement's own patient rows are written, and every workflow locks its
+# patients before its first write (onboarding.unit_of_work), so a transaction holding it
+# never waits for a patient row held by one waiting for it. Statements that change no
+# class and no bucket (a rename) take nothing.
+COUNT_LOCK_KEY = 0x5343  # "SC": the first key of pg_advisory_xact_lock(int, int)
+_LOCK = (
+    "FOR practice IN SELECT practice_id FROM ("
+    " SELECT practice_id FROM ({rows}) x GROUP BY practice_id, status_class HAVING SUM(d) <> 0"
+    " UNION SELECT practice_id FROM ({expiry}) y"
+    " GROUP BY practice_id, kind, bucket, status_class HAVING SUM(d) <> 0"
+    f") changed ORDER BY practice_id LOOP PERFORM pg_advisory_xact_lock({COUNT_LOCK_KEY}, practice);"
+    " END LOOP;"
+)
+
 POSTGRES = [
     f"ALTER TABLE patient ADD COLUMN status_class VARCHAR(20) GENERATED ALWAYS AS ({STATUS_CLASS}) STORED",
     TABLE,
@@ -138,14 +159,19 @@ POSTGRES = [
     expiry_backfill("postgres"),
     *INDEXES,
     f"""CREATE FUNCTION patient_status_count_keep() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  practice INT;
 BEGIN
   IF TG_OP = 'INSERT' THEN
+    {_LOCK.format(rows=_NEW, expiry=_NEW_EXPIRY)}
     {_UPSERT.format(rows=_NEW)}
     {_EXPIRY_UPSERT.format(rows=_NEW_EXPIRY)}
   ELSIF TG_OP = 'DELETE' THEN
+    {_LOCK.format(rows=_OLD, expiry=_OLD_EXPIRY)}
     {_UPSERT.format(rows=_OLD)}
     {_EXPIRY_UPSERT.format(rows=_OLD_EXPIRY)}
   ELSE
+    {_LOCK.format(rows=_NEW + " UNION ALL " + _OLD, expiry=_NEW_EXPIRY + " UNION ALL " + _OLD_EXPIRY)}
     {_UPSERT.format(rows=_NEW + " UNION ALL " + _OLD)}
     {_EXPIRY_UPSERT.format(rows=_NEW_EXPIRY + " UNION ALL " + _OLD_EXPIRY)}
   END IF;

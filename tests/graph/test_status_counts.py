@@ -490,3 +490,53 @@ async def test_two_writers_on_one_practice_keep_the_counts_exact(
     for answer in await asyncio.gather(*calls):
         assert "errors" not in answer, answer
     await assert_exact(api, tokens)
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="row locks and concurrent writers: PostgreSQL")
+async def test_writers_of_one_practice_taking_count_rows_in_opposite_orders_do_not_deadlock(
+    api: Api, mailbox: Mailbox
+) -> None:
+    """A redemption first consumes its link (the link bucket's row), then activates the
+    account (the class rows); a concurrent change of another patient takes the class
+    rows first, then the same bucket. Without the practice's advisory lock (migration
+    0018, ``_LOCK``) PostgreSQL kills one of them with a deadlock (found by review)."""
+    import asyncpg
+
+    practice = await create_practice("Crossing Clinic")
+    _, token = await create_staff(practice.id, "Front desk")
+    first, second = [await create_patient(api, token, n=200 + i) for i in range(2)]
+    await api.gql(ENABLE, {"ids": [first, second]}, token)
+    sent = await api.gql(SEND, {"ids": [first, second], "confirm": True}, token)
+    assert "errors" not in sent, sent
+    url = (POSTGRES_URL or "").replace("postgres://", "postgresql://", 1)
+    one, two = await asyncpg.connect(url), await asyncpg.connect(url)
+    try:
+        link = await one.fetchval("SELECT last_link_id FROM patient WHERE id = $1", pk(first))
+        t1, t2 = one.transaction(), two.transaction()
+        await t1.start()
+        await t2.start()
+        # The redemption's first step: the link is used, the bucket row changes.
+        await one.execute("UPDATE link_token SET used_at = now() WHERE id = $1", link)
+        # The other writer: a class change of the second patient (class rows, then the
+        # same bucket, which the first holds).
+        other = asyncio.ensure_future(
+            two.execute("UPDATE patient SET portal_enabled = false WHERE id = $1", pk(second))
+        )
+        for _ in range(200):
+            if await one.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'",
+                two.get_server_pid(),
+            ):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the second writer never waited")
+        # The redemption's second step: the account becomes active (class rows).
+        await one.execute("UPDATE patient SET account_active = true WHERE id = $1", pk(first))
+        await t1.commit()
+        await other
+        await t2.commit()
+    finally:
+        await one.close()
+        await two.close()
+    await assert_exact(api, {practice.id: token})
