@@ -532,14 +532,31 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
                     response_name,
                     position_context,
                 )
+        return self._guarded(
+            spec,
+            field_details_list,
+            field_path,
+            self._complete_object,
+            spec.object_type,
+            field_details_list,
+            field_path,
+            value,
+            position_context,
+        )
+
+    def _guarded(
+        self,
+        spec: _Spec,
+        field_details_list: FieldDetailsList,
+        field_path: Path,
+        complete: Callable[..., Any],
+        *args: Any,
+    ) -> Any:
+        """``complete(*args)`` for one object or list field, its error located and
+        propagated by graphql-core (``handle_field_error``), an awaitable result awaited
+        the same way."""
         try:
-            completed = self._complete_object(
-                spec.object_type,  # type: ignore[arg-type]
-                field_details_list,
-                field_path,
-                value,
-                position_context,
-            )
+            completed = complete(*args)
         except Exception as raw_error:
             self.handle_field_error(
                 raw_error,
@@ -548,7 +565,7 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
                 field_path,
             )
             return None
-        if type(completed) is not dict and self.is_awaitable(completed):
+        if type(completed) not in (dict, list) and self.is_awaitable(completed):
             return self._await_completed(
                 completed,
                 spec.return_type,  # type: ignore[arg-type]
@@ -583,26 +600,18 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
                 spec, value, parent_type, field_details_list, path, response_name, position_context
             )
         field_path = Path(path, response_name, parent_type.name)
-        try:
-            completed = self._complete_list(
-                spec, value, parent_type, field_details_list, field_path, position_context
-            )
-        except Exception as raw_error:
-            self.handle_field_error(
-                raw_error,
-                spec.return_type,  # type: ignore[arg-type]
-                field_details_list,
-                field_path,
-            )
-            return None
-        if type(completed) is not list and self.is_awaitable(completed):
-            return self._await_completed(
-                completed,
-                spec.return_type,  # type: ignore[arg-type]
-                field_details_list,
-                field_path,
-            )
-        return completed
+        return self._guarded(
+            spec,
+            field_details_list,
+            field_path,
+            self._complete_list,
+            spec,
+            value,
+            parent_type,
+            field_details_list,
+            field_path,
+            position_context,
+        )
 
     def _complete_list(
         self,
