@@ -71,7 +71,10 @@ async def pg_times(conn: Any) -> dict[str, float]:
         "SELECT active_time, idle_in_transaction_time FROM pg_stat_database"
         " WHERE datname = current_database()"
     )
-    return {"active": row["active_time"] / 1000, "idle_in_tx": row["idle_in_transaction_time"] / 1000}
+    return {
+        "active": row["active_time"] / 1000,
+        "idle_in_tx": row["idle_in_transaction_time"] / 1000,
+    }
 
 
 async def vacuum(url: str) -> None:
@@ -181,9 +184,11 @@ def ref_events_sql() -> str:
     return f"""
 WITH ev AS (
   INSERT INTO portal_event (practice_id, patient_id, seq, type, portal_status, occurred_at)
-  SELECT p.practice_id, p.id, COALESCE((SELECT MAX(e.seq) FROM portal_event e
-    WHERE e.patient_id = p.id), 0) + 1, 'invitation.sent', {status_sql("$3", "$4")}, $3
-  FROM patient p WHERE p.id = ANY($1::int[]) AND p.practice_id = $2
+  SELECT p.practice_id, p.id, COALESCE(latest.seq, 0) + 1, 'invitation.sent',
+    {status_sql("$3", "$4")}, $3
+  FROM patient p LEFT JOIN (SELECT patient_id, MAX(seq) AS seq FROM portal_event
+    WHERE patient_id = ANY($1::int[]) GROUP BY patient_id) latest ON latest.patient_id = p.id
+  WHERE p.id = ANY($1::int[]) AND p.practice_id = $2
   RETURNING id, patient_id),
 d AS (
   INSERT INTO webhook_delivery (endpoint_id, event_id, practice_id, patient_id, status,
@@ -271,7 +276,9 @@ def reference_sqlite(path: str, practice_id: int, staff_id: int, ids: list[int])
     db = sqlite3.connect(path, isolation_level=None)
     db.row_factory = sqlite3.Row
     try:
-        clinic = _clinic(db.execute("SELECT * FROM practice WHERE id = ?", [practice_id]).fetchone())
+        clinic = _clinic(
+            db.execute("SELECT * FROM practice WHERE id = ?", [practice_id]).fetchone()
+        )
         db.execute("BEGIN IMMEDIATE")
         ids_json = json.dumps(ids)
         rows = db.execute(
@@ -344,9 +351,11 @@ def reference_sqlite(path: str, practice_id: int, staff_id: int, ids: list[int])
         before = db.execute("SELECT COALESCE(MAX(id), 0) FROM portal_event").fetchone()[0]
         db.execute(
             "INSERT INTO portal_event (practice_id, patient_id, seq, type, portal_status,"
-            " occurred_at) SELECT p.practice_id, p.id, COALESCE((SELECT MAX(e.seq) FROM"
-            f" portal_event e WHERE e.patient_id = p.id), 0) + 1, 'invitation.sent',"
-            f" {status_sql('?1', '?2')}, ?1 FROM patient p"
+            " occurred_at) SELECT p.practice_id, p.id, COALESCE(latest.seq, 0) + 1,"
+            f" 'invitation.sent', {status_sql('?1', '?2')}, ?1 FROM patient p"
+            " LEFT JOIN (SELECT patient_id, MAX(seq) AS seq FROM portal_event"
+            " WHERE patient_id IN (SELECT value FROM json_each(?3)) GROUP BY patient_id)"
+            " latest ON latest.patient_id = p.id"
             " WHERE p.id IN (SELECT value FROM json_each(?3))",
             [now, now - timedelta(days=7), pids],
         )
@@ -508,7 +517,11 @@ async def main_async(args: argparse.Namespace) -> None:
 
     print("median over rounds:")
     keys = ["http", "db_active", "idle_in_tx"] if postgres else ["http"]
-    names = {"http": "end to end", "db_active": "active in the database", "idle_in_tx": "idle in transaction"}
+    names = {
+        "http": "end to end",
+        "db_active": "active in the database",
+        "idle_in_tx": "idle in transaction",
+    }
     for key in keys:
         svc, ref = med("service", key), med("reference", key)
         ratio = f"{svc / ref:.2f}x" if ref > 0 else "n/a"

@@ -109,12 +109,19 @@ async def emit(event_type: str, patient_ids: Sequence[int], practice_id: int) ->
     status = status_sql(at, params(now - _temporary_password_ttl))
     kind = params(event_type)
     practice = params(practice_id)
-    who = id_list(dialect, "p.id", params(id_list_value(dialect, ids)))
+    mark = params(id_list_value(dialect, ids))
+    # Each patient's last seq from one grouped read over the same ids, not a subquery
+    # per patient: the planner costs that subquery on the table's last statistics, and
+    # just after a first bulk invitation filled a table it believed empty it scanned the
+    # whole table once per patient (0.42 s of a 10,000-patient invitation).
     insert_events = (
         "INSERT INTO portal_event (practice_id, patient_id, seq, type, portal_status,"
-        " occurred_at) SELECT p.practice_id, p.id, COALESCE((SELECT MAX(e.seq) FROM"
-        f" portal_event e WHERE e.patient_id = p.id), 0) + 1, {kind}, {status}, {at}"
-        f" FROM patient p WHERE {who} AND p.practice_id = {practice}"
+        " occurred_at) SELECT p.practice_id, p.id, COALESCE(latest.seq, 0) + 1,"
+        f" {kind}, {status}, {at} FROM patient p LEFT JOIN (SELECT e.patient_id,"
+        " MAX(e.seq) AS seq FROM portal_event e"
+        f" WHERE {id_list(dialect, 'e.patient_id', mark)} GROUP BY e.patient_id) latest"
+        f" ON latest.patient_id = p.id WHERE {id_list(dialect, 'p.id', mark)}"
+        f" AND p.practice_id = {practice}"
     )
     deliveries = (
         "INSERT INTO webhook_delivery (endpoint_id, event_id, practice_id, patient_id,"
