@@ -4,7 +4,12 @@ honest reference's, per page shape, on the largest practice of a bench database 
 ``python -m bench.plans --postgres-url URL --plan plan.json [--shape first] [--repeat 20]``
 
 Prints each statement's plan (first run) and the median execution time over
-``--repeat`` runs as PostgreSQL reports it (no network, no Python).
+``--repeat`` runs as PostgreSQL reports it (no network, no Python), planning included:
+EXPLAIN plans every run. Then the same statements **as the service sends them**: one
+prepared statement (asyncpg, as Tortoise's client does), executed ``--repeat`` times,
+median wall time per execution on this loopback connection. PostgreSQL may answer a
+prepared statement from a cached (generic) plan after its fifth run, so this column can
+be below the EXPLAIN one by the planning time; it is what a page costs the service.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -48,6 +54,17 @@ async def explain(conn: Any, sql: str, values: list[Any], repeat: int) -> tuple[
     return plan_text, statistics.median(times), buffers
 
 
+async def prepared(conn: Any, sql: str, values: list[Any], repeat: int) -> float:
+    """Median milliseconds of one execution of ``sql`` prepared once, rows fetched."""
+    statement = await conn.prepare(sql)
+    times = []
+    for _ in range(max(repeat, 10)):
+        start = time.perf_counter()
+        await statement.fetch(*values)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
 async def run(url: str, plan: dict[str, Any], shapes: list[str], repeat: int, show: bool) -> None:
     import asyncpg
 
@@ -78,12 +95,14 @@ async def run(url: str, plan: dict[str, Any], shapes: list[str], repeat: int, sh
             ]
             total = {"service": 0.0, "honest": 0.0, "page alone": 0.0}
             blocks = {"service": 0, "honest": 0, "page alone": 0}
+            sent = {"service": 0.0, "honest": 0.0, "page alone": 0.0}
             groups = (("service", service), ("honest", honest), ("page alone", only_page))
             for group, statements in groups:
                 for name, sql, values in statements:
                     text, ms, buffers = await explain(conn, sql, values, repeat)
                     total[group] += ms
                     blocks[group] += buffers
+                    sent[group] += await prepared(conn, sql, values, repeat)
                     print(
                         f"--- {shape}: {name}: median {ms:.2f} ms (planning + execution),"
                         f" {buffers} buffers"
@@ -96,6 +115,12 @@ async def run(url: str, plan: dict[str, Any], shapes: list[str], repeat: int, sh
                 f" counts {total['page alone']:.2f} ms (with counts"
                 f" {total['service'] / max(total['page alone'], 1e-9):.1f}x); buffers: service"
                 f" {blocks['service']}, honest {blocks['honest']}, page alone {blocks['page alone']}"
+            )
+            print(
+                f"=== {shape}, prepared as the service sends it (median of {max(repeat, 10)}"
+                f" executions, round trip included): service {sent['service']:.2f} ms,"
+                f" honest {sent['honest']:.2f} ms, page alone {sent['page alone']:.2f} ms"
+                f" (with counts {sent['service'] / max(sent['page alone'], 1e-9):.1f}x)"
             )
     finally:
         await conn.close()
