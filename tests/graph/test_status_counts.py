@@ -540,3 +540,47 @@ async def test_writers_of_one_practice_taking_count_rows_in_opposite_orders_do_n
         await one.close()
         await two.close()
     await assert_exact(api, {practice.id: token})
+
+
+async def test_deleting_a_practice_takes_its_patients_and_counts_with_it(
+    api: Api, mailbox: Mailbox
+) -> None:
+    """An operator offboarding a clinic deletes its practice row; the cascade deletes its
+    patients (and, by ``last_link_id``'s SET NULL, updates them first). The count
+    triggers used to upsert those patients' -1s for the practice being deleted, and the
+    foreign key refused the whole delete. The other practice's counts stay exact."""
+    kept = await create_practice("Staying Clinic")
+    _, kept_token = await create_staff(kept.id, "Front desk")
+    doomed = await create_practice("Closing Clinic")
+    _, doomed_token = await create_staff(doomed.id, "Closing desk")
+    for practice_id, token in ((kept.id, kept_token), (doomed.id, doomed_token)):
+        ids = [pk(await create_patient(api, token, n=n)) for n in range(1, 4)]
+        enabled = await api.gql(ENABLE, {"ids": [str(i) for i in ids]}, token)
+        assert "errors" not in enabled, enabled
+        # open links (L buckets) and a staff-set password (an S bucket) in both
+        sent = await api.gql(SEND, {"ids": [str(i) for i in ids[:2]]}, token)
+        assert "errors" not in sent, sent
+        who = {"pid": str(ids[2]), "u": f"user{practice_id}", "p": STAFF_PASSWORD}
+        issued = await api.gql(SET_CREDENTIALS, who, token)
+        assert issued["data"]["setCredentials"]["userErrors"] == [], issued
+    conn = connections.get("default")
+    rows = await conn.execute_query_dict(
+        "SELECT COUNT(*) AS n FROM patient_status_expiry WHERE practice_id = "
+        + ("$1" if BACKEND == "postgres" else "?"),
+        [doomed.id],
+    )
+    assert int(rows[0]["n"]) >= 2  # the doomed practice has buckets to lose
+
+    await conn.execute_query(
+        "DELETE FROM practice WHERE id = " + ("$1" if BACKEND == "postgres" else "?"),
+        [doomed.id],
+    )
+
+    for table in ("patient", "patient_status_count", "patient_status_expiry"):
+        left = await conn.execute_query_dict(
+            f"SELECT COUNT(*) AS n FROM {table} WHERE practice_id = "  # noqa: S608
+            + ("$1" if BACKEND == "postgres" else "?"),
+            [doomed.id],
+        )
+        assert int(left[0]["n"]) == 0, table
+    await assert_exact(api, {kept.id: kept_token}, filters=True)
