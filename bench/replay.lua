@@ -26,7 +26,10 @@ function init(args)
       if line:sub(tab + 1, tab + 1) == "c" then
         headers["Connection"] = "close"
       end
-      reqs[#reqs + 1] = wrk.format("POST", "/graphql", headers, line:sub(tab + 3))
+      -- wrk.path: the URL's path from the command line (/graphql, /same-sql/graphql).
+      -- It was "/graphql" here, so wrk sent the same-SQL reference's load to the
+      -- honest reference's route.
+      reqs[#reqs + 1] = wrk.format("POST", wrk.path, headers, line:sub(tab + 3))
     end
   end
   n = #reqs
