@@ -71,10 +71,21 @@ def configure_logging(settings: Settings) -> None:
     root.setLevel(logging.INFO)
     # uvicorn installs handlers of its own (plain text) unless started with
     # log_config=None; send its lines through ours instead.
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers = []
         logger.propagate = True
+    # Except its access line: PortalMiddleware writes one per request (path, never the
+    # query string, with the request id). `portal serve` passes access_log=False, but
+    # uvicorn applies that before the app is imported and this function ran; a
+    # propagating uvicorn.access then had our root handler, so uvicorn logged every
+    # request a second time with its query string, through the standard library's
+    # logging (about 3% of an Onboarding page's CPU, issue 15). Without handlers and
+    # without propagation, uvicorn's protocol skips the line altogether, as uvicorn's
+    # own access_log=False does.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers = []
+    access.propagate = False
     # Never below INFO: the database client logs bound parameters at DEBUG.
     # httpx logs whole URLs (query strings) at INFO.
     for name in ("tortoise", "tortoise.db_client", "aiosqlite", "asyncpg", "httpx", "httpcore"):

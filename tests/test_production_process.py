@@ -111,6 +111,12 @@ def test_production_api_processes(tmp_path: Path) -> None:
                 # an id from a trusted proxy follows the request
                 echoed = client.get("/healthz", headers={"X-Request-Id": "edge-77"})
                 assert echoed.headers["x-request-id"] == "edge-77"
+                # a query string reaches no log line: uvicorn's own access line (which
+                # carries it) stays off, PortalMiddleware's line has the path only
+                client.get(
+                    "/graphql",
+                    params={"query": '{ tokenInfo(token: "query-string-secret") { valid } }'},
+                )
 
                 # when the database is dropped under the API
                 asyncio.run(drop_database(url))
@@ -142,3 +148,5 @@ def test_production_api_processes(tmp_path: Path) -> None:
     assert not not_json, not_json[:10]
     assert any("Started server process" in ln for ln in lines)
     assert any('"event": "http.request"' in ln for ln in lines)
+    assert not any('"logger": "uvicorn.access"' in ln for ln in lines), lines[-5:]
+    assert not any("query-string-secret" in ln for ln in lines)

@@ -7,14 +7,22 @@ import base64
 
 import pytest
 
+from core.enums import member_of
 from core.ids import global_id_text
 from graph.types.enums import Channel, ChartStatus, DeliveryStatus
-from graph.types.patient import _channel, _chart_status, _delivery_status, _member_of
+from graph.types.patient import _channel, _chart_status, _delivery_status
+from onboarding.listing import _portal_status
+from onboarding.status import PortalStatus
 
 
 @pytest.mark.parametrize(
     ("enum", "member"),
-    [(ChartStatus, _chart_status), (Channel, _channel), (DeliveryStatus, _delivery_status)],
+    [
+        (ChartStatus, _chart_status),
+        (Channel, _channel),
+        (DeliveryStatus, _delivery_status),
+        (PortalStatus, _portal_status),
+    ],
 )
 def test_every_stored_value_gives_the_constructors_member(enum, member) -> None:  # type: ignore[no-untyped-def]
     for value in enum:
@@ -37,8 +45,8 @@ def test_a_missing_hook_still_runs() -> None:
         def _missing_(cls, value: object) -> Loose | None:
             return cls.A if value == "A" else None
 
-    assert _member_of(Loose)("A") is Loose.A
-    assert _member_of(Loose)("a") is Loose.A
+    assert member_of(Loose)("A") is Loose.A
+    assert member_of(Loose)("a") is Loose.A
 
 
 @pytest.mark.parametrize("pk", [1, 9, 42, 2**31 - 1, 123456789])
