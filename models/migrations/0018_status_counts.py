@@ -151,6 +151,42 @@ _LOCK = (
     " END LOOP;"
 )
 
+
+def keep_function(
+    create: str,
+    new: str,
+    old: str,
+    new_expiry: str,
+    old_expiry: str,
+    *,
+    inserted: tuple[str, str] | None = None,
+) -> str:
+    """The trigger function keeping the counts, over the deltas ``new``/``old`` (rows of
+    the transition tables) and their expiry candidates; ``inserted`` (rows, expiry) for
+    the INSERT branch, if other than ``new``. Migration 0021 rebuilds it with other rows."""
+    ins, ins_expiry = inserted or (new, new_expiry)
+    both, both_expiry = new + " UNION ALL " + old, new_expiry + " UNION ALL " + old_expiry
+    return f"""{create} patient_status_count_keep() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  practice INT;
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    {_LOCK.format(rows=ins, expiry=ins_expiry)}
+    {_UPSERT.format(rows=ins)}
+    {_EXPIRY_UPSERT.format(rows=ins_expiry)}
+  ELSIF TG_OP = 'DELETE' THEN
+    {_LOCK.format(rows=old, expiry=old_expiry)}
+    {_UPSERT.format(rows=old)}
+    {_EXPIRY_UPSERT.format(rows=old_expiry)}
+  ELSE
+    {_LOCK.format(rows=both, expiry=both_expiry)}
+    {_UPSERT.format(rows=both)}
+    {_EXPIRY_UPSERT.format(rows=both_expiry)}
+  END IF;
+  RETURN NULL;
+END $$"""
+
+
 POSTGRES = [
     f"ALTER TABLE patient ADD COLUMN status_class VARCHAR(20) GENERATED ALWAYS AS ({STATUS_CLASS}) STORED",
     TABLE,
@@ -158,25 +194,7 @@ POSTGRES = [
     EXPIRY_TABLE,
     expiry_backfill("postgres"),
     *INDEXES,
-    f"""CREATE FUNCTION patient_status_count_keep() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-  practice INT;
-BEGIN
-  IF TG_OP = 'INSERT' THEN
-    {_LOCK.format(rows=_NEW, expiry=_NEW_EXPIRY)}
-    {_UPSERT.format(rows=_NEW)}
-    {_EXPIRY_UPSERT.format(rows=_NEW_EXPIRY)}
-  ELSIF TG_OP = 'DELETE' THEN
-    {_LOCK.format(rows=_OLD, expiry=_OLD_EXPIRY)}
-    {_UPSERT.format(rows=_OLD)}
-    {_EXPIRY_UPSERT.format(rows=_OLD_EXPIRY)}
-  ELSE
-    {_LOCK.format(rows=_NEW + " UNION ALL " + _OLD, expiry=_NEW_EXPIRY + " UNION ALL " + _OLD_EXPIRY)}
-    {_UPSERT.format(rows=_NEW + " UNION ALL " + _OLD)}
-    {_EXPIRY_UPSERT.format(rows=_NEW_EXPIRY + " UNION ALL " + _OLD_EXPIRY)}
-  END IF;
-  RETURN NULL;
-END $$""",
+    keep_function("CREATE FUNCTION", _NEW, _OLD, _NEW_EXPIRY, _OLD_EXPIRY),
     # A trigger with transition tables serves one event.
     "CREATE TRIGGER patient_status_count_insert AFTER INSERT ON patient"
     " REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT"

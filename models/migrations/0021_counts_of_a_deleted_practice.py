@@ -34,28 +34,17 @@ _NEW = f"SELECT practice_id, status_class, 1 AS d FROM {live('new_rows')}"
 _OLD = f"SELECT practice_id, status_class, -1 AS d FROM {live('old_rows')}"
 _NEW_EXPIRY = _0018.candidates("postgres", live("new_rows"), "1")
 _OLD_EXPIRY = _0018.candidates("postgres", live("old_rows"), "-1")
-_LOCK, _UPSERT, _EXPIRY_UPSERT = _0018._LOCK, _0018._UPSERT, _0018._EXPIRY_UPSERT
 
 POSTGRES = [
-    f"""CREATE OR REPLACE FUNCTION patient_status_count_keep() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-  practice INT;
-BEGIN
-  IF TG_OP = 'INSERT' THEN
-    {_LOCK.format(rows=_0018._NEW, expiry=_0018._NEW_EXPIRY)}
-    {_UPSERT.format(rows=_0018._NEW)}
-    {_EXPIRY_UPSERT.format(rows=_0018._NEW_EXPIRY)}
-  ELSIF TG_OP = 'DELETE' THEN
-    {_LOCK.format(rows=_OLD, expiry=_OLD_EXPIRY)}
-    {_UPSERT.format(rows=_OLD)}
-    {_EXPIRY_UPSERT.format(rows=_OLD_EXPIRY)}
-  ELSE
-    {_LOCK.format(rows=_NEW + " UNION ALL " + _OLD, expiry=_NEW_EXPIRY + " UNION ALL " + _OLD_EXPIRY)}
-    {_UPSERT.format(rows=_NEW + " UNION ALL " + _OLD)}
-    {_EXPIRY_UPSERT.format(rows=_NEW_EXPIRY + " UNION ALL " + _OLD_EXPIRY)}
-  END IF;
-  RETURN NULL;
-END $$""",
+    # Inserted patients always belong to an existing practice: that branch is 0018's.
+    _0018.keep_function(
+        "CREATE OR REPLACE FUNCTION",
+        _NEW,
+        _OLD,
+        _NEW_EXPIRY,
+        _OLD_EXPIRY,
+        inserted=(_0018._NEW, _0018._NEW_EXPIRY),
+    ),
 ]
 
 LIVE = "EXISTS (SELECT 1 FROM practice pr WHERE pr.id = {r}.practice_id)"
