@@ -23,7 +23,11 @@ path's, byte for byte (tests/graph/test_fast_execution.py compares both on every
 
 Which fields are selected is still decided by graphql-core's ``collect_subfields`` for
 this request's variables (``@include``/``@skip``), memoized per request as before; a
-plan only records, per selected field, how to complete it.
+plan only records, per selected field, how to complete it. Each plan's loop over its
+fields is compiled once per schema and field set (``_compile``): straight-line code that
+reads each attribute and keeps the common outcomes inline, handing every other one to
+``_one``, the loop's body for one field. The loop's own bookkeeping (unpacking a step,
+branching on its kind) was a tenth of the page's execution (docs/onboarding-speed.md).
 
 Written against graphql-core 3.3's ``Executor`` and Strawberry's
 ``StrawberryGraphQLCoreExecutionContext``; ``_generic_field`` and ``_complete_list`` are
@@ -34,6 +38,8 @@ the tails of ``Executor.execute_field`` and ``Executor.complete_iterable_value``
 from __future__ import annotations
 
 import datetime as dt
+import keyword
+import re
 from collections.abc import Awaitable, Callable
 from enum import EnumMeta
 from typing import Any, NamedTuple
@@ -219,6 +225,143 @@ Step = tuple[str, FieldDetailsList, int, Any, str, Any, Any, Any, _Spec]
 Steps = list[Step]
 
 
+class _Unread:
+    """A field whose read raised: ``_one`` reads it again and reports the error."""
+
+
+_UNREAD: Any = _Unread()
+_SKIP: Any = object()  # execute_field answered Undefined: the field is left out
+
+# A plan's code, per schema: (object type, (response name, id(spec)) per step) -> run.
+# The spec objects live in _SPECS as long as the schema, so their ids are stable.
+_CODE: WeakKeyDictionary[GraphQLSchema, dict[tuple[Any, ...], Callable[..., Any]]] = (
+    WeakKeyDictionary()
+)
+
+
+class _Plan:
+    """The steps for one field set of one request, and the code that runs them."""
+
+    __slots__ = ("run", "steps")
+
+    def __init__(self, steps: Steps, run: Callable[..., Any]) -> None:
+        self.steps = steps
+        self.run = run
+
+
+async def _gather(results: dict[str, Any], awaitable_fields: list[str]) -> dict[str, Any]:
+    if len(awaitable_fields) == 1:
+        field = awaitable_fields[0]
+        results[field] = await results[field]
+    else:
+        awaited = await gather_with_cancel(*(results[f] for f in awaitable_fields))
+        results.update(zip(awaitable_fields, awaited, strict=True))
+    return results
+
+
+_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
+
+
+def _compile(parent_type: GraphQLObjectType, steps: Steps) -> Callable[..., Any]:
+    """The loop of ``Executor.execute_fields`` over ``steps``, unrolled into Python code:
+    one block per field, reading the attribute directly and keeping the common outcome
+    (a value of the type the coercion returns as it is, an enum member, a null where
+    null is allowed, an object or list handed to ``_object``/``_list``) inline. Any
+    other outcome of a field (its read raising included) goes to ``_one``, which runs
+    that one field as the generic loop did: the code holds no rule of its own, what it
+    does not recognise it hands back. Names reach the code only as validated
+    identifiers or string constants; every other value lives in its namespace."""
+    env: dict[str, Any] = {
+        "_UNREAD": _UNREAD,
+        "_SKIP": _SKIP,
+        "_PLAIN": _PLAIN,
+        "_PLAIN_OUT": _PLAIN_OUT,
+        "_gather": _gather,
+    }
+    out = [
+        "def run(self, parent_type, src, path, steps, pc):",
+        " results = {}",
+        " aw = None",
+        " is_awaitable = self.is_awaitable",
+        " try:",
+    ]
+
+    def slow(i: int, n: str, pad: str) -> list[str]:
+        return [
+            f"{pad}r = self._one(steps[{i}], parent_type, src, path, pc, v)",
+            f"{pad}if r is not _SKIP:",
+            f"{pad} results[{n}] = r",
+            f"{pad} if type(r) is not dict and r is not None and is_awaitable(r):",
+            f"{pad}  aw = [{n}] if aw is None else aw + [{n}]",
+        ]
+
+    for i, (name, _fdl, kind, read, attr, ident, coerce, members, spec) in enumerate(steps):
+        # A response name is a GraphQL name (the parser's rule): its repr is a plain
+        # string constant. Anything else is kept in the namespace.
+        env[f"N{i}"] = name
+        n = repr(name) if _NAME.fullmatch(name) else f"N{i}"
+        if kind == _TYPENAME:
+            out.append(f"  results[{n}] = {parent_type.name!r}")
+            continue
+        if kind == _GENERIC:
+            out.append("  v = _UNREAD")
+            out.extend(slow(i, n, "  "))
+            continue
+        if read is getattr and _NAME.fullmatch(attr) and not keyword.iskeyword(attr):
+            expr = f"src.{attr}"
+        else:
+            env[f"R{i}"], env[f"A{i}"] = read, attr
+            expr = f"R{i}(src, A{i})"
+        out += ["  try:", f"   v = {expr}", "  except Exception:", "   v = _UNREAD"]
+        if kind != _LEAF:
+            env[f"S{i}"] = spec
+            method = "_object" if kind == _OBJECT else "_list"
+            out += ["  if v is _UNREAD:", *slow(i, n, "   "), "  else:"]
+            out += [
+                f"   r = results[{n}] = self.{method}(S{i}, v, parent_type, steps[{i}][1],"
+                f" path, {n}, pc)",
+                "   if type(r) is not dict and r is not None and is_awaitable(r):",
+                f"    aw = [{n}] if aw is None else aw + [{n}]",
+            ]
+            continue
+        env[f"C{i}"] = coerce
+        out.append("  t = type(v)")
+        if ident is not None:
+            env[f"I{i}"] = ident
+            out += [f"  if t is I{i}:", f"   results[{n}] = v", "  elif t in _PLAIN:"]
+        else:
+            out.append("  if t in _PLAIN:")
+        out += [
+            "   try:",
+            f"    c = C{i}(v)",
+            "   except Exception:",
+            "    c = _UNREAD",
+            "   if type(c) in _PLAIN_OUT:",
+            f"    results[{n}] = c",
+            "   else:",
+            *slow(i, n, "    "),
+        ]
+        if spec.nullable:
+            out += ["  elif v is None:", f"   results[{n}] = None"]
+        if members is not None:
+            env[f"M{i}"] = members
+            out += [f"  elif (c := M{i}.get(id(v))) is not None:", f"   results[{n}] = c"]
+        out += ["  else:", *slow(i, n, "   ")]
+    out += [
+        " except Exception:",
+        "  if aw:",
+        "   self.settle_in_background([results[f] for f in aw])",
+        "  raise",
+        " if aw is None:",
+        "  return results",
+        " return _gather(results, aw)",
+    ]
+    source = "\n".join(out)
+    exec(compile(source, "<graph.execution plan>", "exec"), env)  # noqa: S102
+    run: Callable[..., Any] = env["run"]
+    return run
+
+
 class FastExecutor(StrawberryGraphQLCoreExecutionContext):
     """Strawberry's execution context with plain fields completed directly."""
 
@@ -235,15 +378,19 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
         if specs is None:
             specs = _SPECS[self.schema] = {}
         self._specs = specs
+        code = _CODE.get(self.schema)
+        if code is None:
+            code = _CODE[self.schema] = {}
+        self._code = code
         # Per request, like collect_subfields' own memo (and keyed like it): the steps
         # for a field set, and for the sub-selection of a field group on an object type.
         # Each entry keeps its key object alive so that its id is not reused meanwhile.
-        self._plans: dict[tuple[GraphQLObjectType, int], tuple[Any, Steps | None]] = {}
-        self._subplans: dict[tuple[GraphQLObjectType, int], tuple[Any, Steps | None]] = {}
+        self._plans: dict[tuple[GraphQLObjectType, int], tuple[Any, _Plan | None]] = {}
+        self._subplans: dict[tuple[GraphQLObjectType, int], tuple[Any, _Plan | None]] = {}
 
     def _plan(
         self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet
-    ) -> Steps | None:
+    ) -> _Plan | None:
         key = (parent_type, id(grouped_field_set))
         entry = self._plans.get(key)
         if entry is not None:
@@ -270,13 +417,19 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
                     spec,
                 )
             )
-        plan = steps if any_fast else None
+        plan = None
+        if any_fast:
+            shape = (parent_type, *((step[0], id(step[8])) for step in steps))
+            run = self._code.get(shape)
+            if run is None:
+                run = self._code[shape] = _compile(parent_type, steps)
+            plan = _Plan(steps, run)
         self._plans[key] = (grouped_field_set, plan)
         return plan
 
     def _subplan(
         self, object_type: GraphQLObjectType, field_details_list: FieldDetailsList
-    ) -> Steps | None:
+    ) -> _Plan | None:
         """The steps for an object's sub-selection: what collect_and_execute_subfields
         would execute (collect_subfields for this request's variables), or None when it
         must run as it is (a @defer usage; every field generic)."""
@@ -302,9 +455,9 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
         """collect_and_execute_subfields: collect_subfields, then (no delivery group,
         no new defer usage) execute_fields."""
         if position_context is None:
-            steps = self._subplan(object_type, field_details_list)
-            if steps is not None:
-                return self._run(object_type, value, path, steps, position_context)
+            plan = self._subplan(object_type, field_details_list)
+            if plan is not None:
+                return plan.run(self, object_type, value, path, plan.steps, position_context)
         return self.collect_and_execute_subfields(
             object_type, field_details_list, path, value, position_context
         )
@@ -317,148 +470,93 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
         grouped_field_set: GroupedFieldSet,
         position_context: Any,
     ) -> Any:
-        steps = self._plan(parent_type, grouped_field_set) if self._fast else None
-        if steps is None:
+        plan = self._plan(parent_type, grouped_field_set) if self._fast else None
+        if plan is None:
             return super().execute_fields(
                 parent_type, source_value, path, grouped_field_set, position_context
             )
-        return self._run(parent_type, source_value, path, steps, position_context)
+        return plan.run(self, parent_type, source_value, path, plan.steps, position_context)
 
-    def _run(
+    def _one(
         self,
+        step: Step,
         parent_type: GraphQLObjectType,
         source_value: Any,
         path: Path | None,
-        steps: Steps,
         position_context: Any,
+        value: Any,
     ) -> Any:
-        """Executor.execute_fields, with each plain field completed in place."""
-        parent_name = parent_type.name
-        results: dict[str, Any] = {}
-        is_awaitable = self.is_awaitable
-        awaitable_fields: list[str] = []
-        try:
-            for (
-                response_name,
+        """One field of ``Executor.execute_fields``, for what a plan's code does not
+        complete inline: ``value`` is what it read (``_UNREAD`` when it did not, or the
+        read raised: then it is read again here, so a raising read is reported as
+        graphql-core reports it; reads and coercions are pure). Returns the field's
+        result, or ``_SKIP`` when graphql-core leaves the field out."""
+        response_name, field_details_list, kind, read, attr, ident, coerce, members, spec = step
+        if kind == _TYPENAME:
+            return parent_type.name
+        if kind == _GENERIC:
+            result = self.execute_field(
+                parent_type,
+                source_value,
                 field_details_list,
-                kind,
-                read,
-                attr,
-                ident,
-                coerce,
-                members,
+                Path(path, response_name, parent_type.name),
+                position_context,
+            )
+            return _SKIP if result is Undefined else result
+        if value is _UNREAD:
+            try:
+                value = read(source_value, attr)
+            except Exception as raw_error:
+                self.handle_field_error(
+                    raw_error,
+                    spec.return_type,  # type: ignore[arg-type]
+                    field_details_list,
+                    Path(path, response_name, parent_type.name),
+                )
+                return None
+        if kind == _OBJECT or kind == _LIST:
+            return (self._object if kind == _OBJECT else self._list)(
                 spec,
-            ) in steps:
-                if kind == _LEAF:
-                    try:
-                        value = read(source_value, attr)
-                    except Exception as raw_error:
-                        self.handle_field_error(
-                            raw_error,
-                            spec.return_type,  # type: ignore[arg-type]
-                            field_details_list,
-                            Path(path, response_name, parent_name),
-                        )
-                        results[response_name] = None
-                        continue
-                    if type(value) is ident:
-                        results[response_name] = value
-                        continue
-                    if type(value) in _PLAIN:
-                        try:
-                            coerced = coerce(value)
-                        except Exception as raw_error:
-                            # As execute_field handles an error of complete_leaf_value.
-                            self.handle_field_error(
-                                raw_error,
-                                spec.return_type,  # type: ignore[arg-type]
-                                field_details_list,
-                                Path(path, response_name, parent_name),
-                            )
-                            results[response_name] = None
-                            continue
-                        if type(coerced) in _PLAIN_OUT:
-                            results[response_name] = coerced
-                            continue
-                        if coerced is None or coerced is Undefined or is_awaitable(coerced):
-                            # graphql-core raises a TypeError naming the type and value,
-                            # or awaits the value (coercions are pure: run it again).
-                            result = self._generic_field(
-                                spec,
-                                value,
-                                parent_type,
-                                field_details_list,
-                                path,
-                                response_name,
-                                position_context,
-                            )
-                        else:
-                            result = coerced
-                    elif value is None and spec.nullable:
-                        results[response_name] = None
-                        continue
-                    else:
-                        coerced = members.get(id(value)) if members is not None else None
-                        if coerced is not None:
-                            results[response_name] = coerced
-                            continue
-                        result = self._leaf(
-                            spec, value, parent_type, field_details_list, path, response_name
-                        )
-                elif kind == _OBJECT or kind == _LIST:
-                    try:
-                        value = read(source_value, attr)
-                    except Exception as raw_error:
-                        self.handle_field_error(
-                            raw_error,
-                            spec.return_type,  # type: ignore[arg-type]
-                            field_details_list,
-                            Path(path, response_name, parent_name),
-                        )
-                        results[response_name] = None
-                        continue
-                    result = (self._object if kind == _OBJECT else self._list)(
-                        spec,
-                        value,
-                        parent_type,
-                        field_details_list,
-                        path,
-                        response_name,
-                        position_context,
-                    )
-                elif kind == _TYPENAME:
-                    results[response_name] = parent_name
-                    continue
-                else:
-                    result = self.execute_field(
-                        parent_type,
-                        source_value,
-                        field_details_list,
-                        Path(path, response_name, parent_name),
-                        position_context,
-                    )
-                    if result is Undefined:
-                        continue
-                results[response_name] = result
-                if type(result) is not dict and result is not None and is_awaitable(result):
-                    awaitable_fields.append(response_name)
-        except Exception:
-            if awaitable_fields:
-                self.settle_in_background([results[field] for field in awaitable_fields])
-            raise
-        if not awaitable_fields:
-            return results
-
-        async def get_results() -> dict[str, Any]:
-            if len(awaitable_fields) == 1:
-                field = awaitable_fields[0]
-                results[field] = await results[field]
-            else:
-                awaited = await gather_with_cancel(*(results[f] for f in awaitable_fields))
-                results.update(zip(awaitable_fields, awaited, strict=True))
-            return results
-
-        return get_results()
+                value,
+                parent_type,
+                field_details_list,
+                path,
+                response_name,
+                position_context,
+            )
+        if type(value) is ident:
+            return value
+        if type(value) in _PLAIN:
+            try:
+                coerced = coerce(value)
+            except Exception as raw_error:
+                # As execute_field handles an error of complete_leaf_value.
+                self.handle_field_error(
+                    raw_error,
+                    spec.return_type,  # type: ignore[arg-type]
+                    field_details_list,
+                    Path(path, response_name, parent_type.name),
+                )
+                return None
+            if coerced is None or coerced is Undefined or self.is_awaitable(coerced):
+                # graphql-core raises a TypeError naming the type and value, or awaits
+                # the value (coercions are pure: run it again).
+                return self._generic_field(
+                    spec,
+                    value,
+                    parent_type,
+                    field_details_list,
+                    path,
+                    response_name,
+                    position_context,
+                )
+            return coerced
+        if value is None and spec.nullable:
+            return None
+        coerced = members.get(id(value)) if members is not None else None
+        if coerced is not None:
+            return coerced
+        return self._leaf(spec, value, parent_type, field_details_list, path, response_name)
 
     # --- one field ----------------------------------------------------------------
 
@@ -634,12 +732,11 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
         is_type_of = spec.is_type_of
         info: GraphQLResolveInfo | None = None
         # Every item completes the same sub-selection on the same type: one plan.
-        steps = (
+        plan = (
             self._subplan(object_type, field_details_list)
             if not item_is_leaf and position_context is None
             else None
         )
-        run = self._run
         completed_results: list[Any] = []
         append = completed_results.append
         awaitable_indices: list[int] = []
@@ -687,8 +784,8 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
                         if is_type_of is None or is_type_of(item, info) is True:
                             try:
                                 completed_item = (
-                                    run(object_type, item, item_path, steps, None)
-                                    if steps is not None
+                                    plan.run(self, object_type, item, item_path, plan.steps, None)
+                                    if plan is not None
                                     else self.collect_and_execute_subfields(
                                         object_type,
                                         field_details_list,

@@ -283,6 +283,9 @@ async def test_the_real_app_answers_the_same_bytes_with_and_without_the_fast_pat
     assert by_name[("Patient", "account")] == execution._OBJECT
     assert by_name[("PatientConnection", "edges")] == execution._LIST
     assert by_name[("PatientConnection", "totalCount")] == execution._GENERIC
+    # ... and ran as compiled plans: one per field set, the Patient's among them.
+    compiled = execution._CODE[graphql_app.schema._schema]
+    assert any(shape[0].name == "Patient" for shape in compiled)
 
 
 # --- a schema that breaks every rule ---------------------------------------------------
