@@ -44,7 +44,11 @@ class Sealer:
     def __init__(self, secret: str, purpose: str = "cursor", previous: str | None = None) -> None:
         raw = secret.encode()
         self._aead = AESGCM(_derive(raw, f"portal {purpose} v1 key".encode()))
-        self._nonce_key = _derive(raw, f"portal {purpose} v1 nonce".encode())
+        # The keyed HMAC state, copied per value: HMAC-SHA256 as before (the same value
+        # seals to the same cursor) without hashing the key pads again each time.
+        self._nonce_mac = hmac.new(
+            _derive(raw, f"portal {purpose} v1 nonce".encode()), digestmod=hashlib.sha256
+        )
         # Opening only: the current key first, so the previous one costs nothing until
         # a value sealed before the rotation arrives.
         self._openers = [self._aead]
@@ -56,8 +60,9 @@ class Sealer:
     def seal(self, context: str, payload: Any) -> str:
         data = orjson.dumps(payload)
         aad = context.encode()
-        nonce = hmac.new(self._nonce_key, aad + b"\x00" + data, hashlib.sha256).digest()
-        nonce = nonce[:NONCE_BYTES]
+        mac = self._nonce_mac.copy()
+        mac.update(aad + b"\x00" + data)
+        nonce = mac.digest()[:NONCE_BYTES]
         sealed = nonce + self._aead.encrypt(nonce, data, aad)
         return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")
 

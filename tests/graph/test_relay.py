@@ -4,6 +4,7 @@ sealed cursors that carry the sort key."""
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 from core.sealing import Sealer
@@ -171,6 +172,32 @@ async def test_cursors_are_sealed(api: Api, staff: Staff, other_staff: Staff) ->
         LIST, {"first": 1, "after": audit["data"]["auditEvents"]["pageInfo"]["endCursor"]}, staff.token
     )
     assert result["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+def test_a_cursor_is_the_same_value_in_every_release() -> None:
+    """The nonce is HMAC-SHA256 of context and payload under the HKDF-derived nonce key
+    (core/sealing.py): computed here from the primitives, not from the Sealer, so a
+    change to how the Sealer computes it (it reuses the keyed state for speed) cannot
+    change the cursors that clients hold and match by equality."""
+    import hashlib
+    import hmac
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    secret = "a-server-secret-of-some-length-0123456789"
+    sealer = Sealer(secret, "cursor")
+    for context, payload in (("onboarding|7", ["Smith", "John", 12345]), ("audit|7|None", 99)):
+        cursor = sealer.seal(context, payload)
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        key = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"portal cursor v1 nonce"
+        ).derive(secret.encode())
+        data = json.dumps(payload, separators=(",", ":")).encode()
+        expected = hmac.new(key, context.encode() + b"\x00" + data, hashlib.sha256).digest()
+        assert raw[:12] == expected[:12]
+        assert sealer.seal(context, payload) == cursor
+        assert sealer.open(context, cursor) == payload
 
 
 async def test_audit_events_page_both_ways(api: Api, staff: Staff) -> None:
