@@ -5,6 +5,7 @@ from datetime import date, datetime
 import strawberry
 
 from core.enums import member_of
+from core.objects import filled
 from graph.context import Info
 from graph.ids import INVITATION, PATIENT, global_id
 from graph.types.common import PageInfo, page_args
@@ -26,11 +27,14 @@ class PortalAccount:
 
     @classmethod
     def from_row(cls, row: AccountRow) -> PortalAccount:
-        return cls(
-            username=row.username,
-            must_change_password=row.must_change_password,
-            last_login_at=row.last_login_at,
-            locked=row.locked,
+        return filled(
+            cls,
+            {
+                "username": row.username,
+                "must_change_password": row.must_change_password,
+                "last_login_at": row.last_login_at,
+                "locked": row.locked,
+            },
         )
 
 
@@ -61,19 +65,22 @@ class Invitation(Node):
 
     @classmethod
     def from_row(cls, row: InvitationRow) -> Invitation:
-        return cls(
-            id=global_id(INVITATION, row.id),
-            channel=_channel(row.channel),
-            sent_to=row.sent_to,
-            sent_at=row.sent_at,
-            expires_at=row.expires_at,
-            used_at=row.used_at,
-            revoked_at=row.revoked_at,
-            revoke_reason=row.revoke_reason,
-            delivery_status=_delivery_status(row.delivery_status),
-            delivery_detail=row.delivery_detail,
-            self_service=row.purpose == "self_service",
-            reminder=row.is_reminder,
+        return filled(
+            cls,
+            {
+                "id": global_id(INVITATION, row.id),
+                "channel": _channel(row.channel),
+                "sent_to": row.sent_to,
+                "sent_at": row.sent_at,
+                "expires_at": row.expires_at,
+                "used_at": row.used_at,
+                "revoked_at": row.revoked_at,
+                "revoke_reason": row.revoke_reason,
+                "delivery_status": _delivery_status(row.delivery_status),
+                "delivery_detail": row.delivery_detail,
+                "self_service": row.purpose == "self_service",
+                "reminder": row.is_reminder,
+            },
         )
 
 
@@ -158,24 +165,26 @@ class Patient(Node):
 
     @classmethod
     def from_row(cls, row: PatientRow) -> Patient:
-        return cls(
-            id=global_id(PATIENT, row.id),
-            _pk=row.id,
-            chart_number=row.chart_number,
-            first_name=row.first_name,
-            last_name=row.last_name,
-            date_of_birth=row.date_of_birth,
-            email=row.email,
-            zip_code=row.zip_code,
-            preferred_language=row.preferred_language,
-            mobile_phone=row.mobile_phone,
-            sms_consent=row.sms_consent,
-            chart_status=_chart_status(row.chart_status),
-            portal_enabled=row.portal_enabled,
-            portal_status=row.portal_status,
-            email_shared_with=row.email_shared_with,
-            account=PortalAccount.from_row(row.account) if row.account else None,
-            last_invitation=Invitation.from_row(row.last_invitation)
-            if row.last_invitation
-            else None,
+        account, invitation = row.account, row.last_invitation
+        return filled(
+            cls,
+            {
+                "id": global_id(PATIENT, row.id),
+                "_pk": row.id,
+                "chart_number": row.chart_number,
+                "first_name": row.first_name,
+                "last_name": row.last_name,
+                "date_of_birth": row.date_of_birth,
+                "email": row.email,
+                "zip_code": row.zip_code,
+                "preferred_language": row.preferred_language,
+                "mobile_phone": row.mobile_phone,
+                "sms_consent": row.sms_consent,
+                "chart_status": _chart_status(row.chart_status),
+                "portal_enabled": row.portal_enabled,
+                "portal_status": row.portal_status,
+                "email_shared_with": row.email_shared_with,
+                "account": PortalAccount.from_row(account) if account else None,
+                "last_invitation": Invitation.from_row(invitation) if invitation else None,
+            },
         )
