@@ -42,6 +42,7 @@ import keyword
 import re
 from collections.abc import Awaitable, Callable
 from enum import EnumMeta
+from functools import partial
 from typing import Any, NamedTuple
 from weakref import WeakKeyDictionary
 
@@ -239,14 +240,9 @@ _CODE: WeakKeyDictionary[GraphQLSchema, dict[tuple[Any, ...], Callable[..., Any]
 )
 
 
-class _Plan:
-    """The steps for one field set of one request, and the code that runs them."""
-
-    __slots__ = ("run", "steps")
-
-    def __init__(self, steps: Steps, run: Callable[..., Any]) -> None:
-        self.steps = steps
-        self.run = run
+# The steps for one field set of one request bound to the code that runs them
+# (``_compile``): called as ``plan(executor, parent_type, source, path, position_context)``.
+_Plan = Callable[..., Any]
 
 
 async def _gather(results: dict[str, Any], awaitable_fields: list[str]) -> dict[str, Any]:
@@ -279,7 +275,7 @@ def _compile(parent_type: GraphQLObjectType, steps: Steps) -> Callable[..., Any]
         "_gather": _gather,
     }
     out = [
-        "def run(self, parent_type, src, path, steps, pc):",
+        "def run(steps, self, parent_type, src, path, pc):",
         " results = {}",
         " aw = None",
         " is_awaitable = self.is_awaitable",
@@ -423,7 +419,7 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
             run = self._code.get(shape)
             if run is None:
                 run = self._code[shape] = _compile(parent_type, steps)
-            plan = _Plan(steps, run)
+            plan = partial(run, steps)
         self._plans[key] = (grouped_field_set, plan)
         return plan
 
@@ -457,7 +453,7 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
             return super().execute_fields(
                 parent_type, source_value, path, grouped_field_set, position_context
             )
-        return plan.run(self, parent_type, source_value, path, plan.steps, position_context)
+        return plan(self, parent_type, source_value, path, position_context)
 
     def _one(
         self,
@@ -508,33 +504,6 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
             )
         if type(value) is ident:
             return value
-        if type(value) in _PLAIN:
-            try:
-                coerced = coerce(value)
-            except Exception as raw_error:
-                # As execute_field handles an error of complete_leaf_value.
-                self.handle_field_error(
-                    raw_error,
-                    spec.return_type,  # type: ignore[arg-type]
-                    field_details_list,
-                    Path(path, response_name, parent_type.name),
-                )
-                return None
-            if coerced is None or coerced is Undefined or self.is_awaitable(coerced):
-                # graphql-core raises a TypeError naming the type and value, or awaits
-                # the value (coercions are pure: run it again).
-                return self._generic_field(
-                    spec,
-                    value,
-                    parent_type,
-                    field_details_list,
-                    path,
-                    response_name,
-                    position_context,
-                )
-            return coerced
-        if value is None and spec.nullable:
-            return None
         coerced = members.get(id(value)) if members is not None else None
         if coerced is not None:
             return coerced
@@ -551,7 +520,7 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
         path: Path | None,
         response_name: str,
     ) -> Any:
-        """complete_value for a leaf type and a value of a type not in _PLAIN."""
+        """complete_value for a leaf type, for what a plan's code does not complete inline."""
         if value is None or value is Undefined:
             if spec.nullable:
                 return None
@@ -612,40 +581,37 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
                     response_name,
                     position_context,
                 )
-        # _guarded(_complete_object) written out: a page completes ~150 objects.
         object_type = spec.object_type
-        try:
-            plan = (
-                self._subplan(object_type, field_details_list)  # type: ignore[arg-type]
-                if position_context is None
-                else None
-            )
-            if plan is not None:
-                completed = plan.run(self, object_type, value, field_path, plan.steps, None)
-            else:
-                completed = self.collect_and_execute_subfields(
-                    object_type,  # type: ignore[arg-type]
-                    field_details_list,
-                    field_path,
-                    value,
-                    position_context,
-                )
-        except Exception as raw_error:
-            self.handle_field_error(
-                raw_error,
-                spec.return_type,  # type: ignore[arg-type]
+        # collect_subfields raises for no validated document, so the plan is looked up
+        # outside the guard (as _complete_list does once per list).
+        plan = (
+            self._subplan(object_type, field_details_list)  # type: ignore[arg-type]
+            if position_context is None
+            else None
+        )
+        if plan is not None:
+            return self._guarded(
+                spec,
                 field_details_list,
                 field_path,
-            )
-            return None
-        if type(completed) is not dict and self.is_awaitable(completed):
-            return self._await_completed(
-                completed,
-                spec.return_type,  # type: ignore[arg-type]
-                field_details_list,
+                plan,
+                self,
+                object_type,
+                value,
                 field_path,
+                None,
             )
-        return completed
+        return self._guarded(
+            spec,
+            field_details_list,
+            field_path,
+            self.collect_and_execute_subfields,
+            object_type,
+            field_details_list,
+            field_path,
+            value,
+            position_context,
+        )
 
     def _guarded(
         self,
@@ -789,7 +755,7 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
                         if is_type_of is None or is_type_of(item, info) is True:
                             try:
                                 completed_item = (
-                                    plan.run(self, object_type, item, item_path, plan.steps, None)
+                                    plan(self, object_type, item, item_path, None)
                                     if plan is not None
                                     else self.collect_and_execute_subfields(
                                         object_type,
