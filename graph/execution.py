@@ -53,12 +53,13 @@ from graphql import (
     GraphQLOutputType,
     GraphQLResolveInfo,
     GraphQLSchema,
+    OperationDefinitionNode,
     is_leaf_type,
     is_list_type,
     is_non_null_type,
     is_object_type,
 )
-from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
+from graphql.execution.collect_fields import FieldDetailsList, FragmentDetails, GroupedFieldSet
 from graphql.execution.executor import to_nodes
 from graphql.pyutils import Path, Undefined, gather_with_cancel, is_awaitable, is_iterable
 from graphql.type.scalars import serialize_boolean, serialize_id, serialize_string
@@ -358,6 +359,39 @@ def _compile(parent_type: GraphQLObjectType, steps: Steps) -> Callable[..., Any]
     return run
 
 
+# Per schema: for recent operations whose field collection depends on no variable,
+# the sub-selection plans every request of that operation shares (id(operation) ->
+# (operation, plans by (object type, ids of the field nodes)), or (operation, None) when
+# the collection may vary). Entries keep the operation and the keys' nodes alive, so
+# the ids stay theirs; the oldest operation is dropped beyond _SHARED_OPERATIONS.
+_SHARED: WeakKeyDictionary[
+    GraphQLSchema, dict[int, tuple[OperationDefinitionNode, dict[tuple[Any, ...], Any] | None]]
+] = WeakKeyDictionary()
+_SHARED_OPERATIONS = 256
+
+
+def _collection_is_fixed(
+    operation: OperationDefinitionNode, fragments: dict[str, FragmentDetails]
+) -> bool:
+    """Whether collecting the operation's fields gives the same field sets for any
+    variables: no @skip/@include anywhere in it or its document's fragments, no fragment
+    with variables of its own (@defer is not in a schema the fast path serves)."""
+    if any(fragment.variable_signatures for fragment in fragments.values()):
+        return False
+    stack: list[Any] = [operation.selection_set]
+    stack.extend(fragment.definition.selection_set for fragment in fragments.values())
+    while stack:
+        selection_set = stack.pop()
+        if selection_set is None:
+            continue
+        for selection in selection_set.selections:
+            for directive in selection.directives or ():
+                if directive.name.value in ("skip", "include"):
+                    return False
+            stack.append(getattr(selection, "selection_set", None))
+    return True
+
+
 class FastExecutor(StrawberryGraphQLCoreExecutionContext):
     """Strawberry's execution context with plain fields completed directly."""
 
@@ -383,6 +417,24 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
         # Each entry keeps its key object alive so that its id is not reused meanwhile.
         self._plans: dict[tuple[GraphQLObjectType, int], tuple[Any, _Plan | None]] = {}
         self._subplans: dict[tuple[GraphQLObjectType, int], tuple[Any, _Plan | None]] = {}
+        self._shared = self._shared_subplans() if self._fast else None
+
+    def _shared_subplans(self) -> dict[tuple[Any, ...], Any] | None:
+        """The sub-selection plans this request shares with earlier requests of the
+        same operation (parsed documents are cached), or None when its collection may
+        depend on the variables. graphql-core collects per request; the result is the
+        same field sets for the same nodes, so building the steps once is enough."""
+        operations = _SHARED.get(self.schema)
+        if operations is None:
+            operations = _SHARED[self.schema] = {}
+        operation = self.operation
+        entry = operations.get(id(operation))
+        if entry is None or entry[0] is not operation:
+            if len(operations) >= _SHARED_OPERATIONS:
+                del operations[next(iter(operations))]
+            fixed = _collection_is_fixed(operation, self.fragments)
+            entry = operations[id(operation)] = (operation, {} if fixed else None)
+        return entry[1]
 
     def _plan(
         self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet
@@ -427,17 +479,28 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
         self, object_type: GraphQLObjectType, field_details_list: FieldDetailsList
     ) -> _Plan | None:
         """The steps for an object's sub-selection: what collect_and_execute_subfields
-        would execute (collect_subfields for this request's variables), or None when it
+        would execute (collected once per operation when no variable can change it, else
+        for this request's variables), or None when it
         must run as it is (a @defer usage; every field generic)."""
         key = (object_type, id(field_details_list))
         entry = self._subplans.get(key)
         if entry is not None:
             return entry[1]
+        shared = self._shared
+        if shared is not None:
+            nodes = (object_type, *[id(details.node) for details in field_details_list])
+            hit = shared.get(nodes)
+            if hit is not None:
+                plan = hit[1]
+                self._subplans[key] = (field_details_list, plan)
+                return plan
         grouped_field_set, new_defer_usages, _ = self.collect_subfields(
             object_type, field_details_list
         )
         plan = None if new_defer_usages else self._plan(object_type, grouped_field_set)
         self._subplans[key] = (field_details_list, plan)
+        if shared is not None:
+            shared[nodes] = (field_details_list, plan)
         return plan
 
     def execute_fields(
