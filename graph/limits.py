@@ -29,6 +29,7 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLSchema,
     InlineFragmentNode,
     IntValueNode,
     ListValueNode,
@@ -41,7 +42,8 @@ from graphql import (
     VariableNode,
     get_operation_ast,
 )
-from strawberry.extensions import SchemaExtension, ValidationCache
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.schema import validate_document
 
 from core.settings import Settings
 
@@ -158,9 +160,7 @@ class ShapeWalker:
 
 
 def fragments_of(document: DocumentNode) -> dict[str, FragmentDefinitionNode]:
-    return {
-        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-    }
+    return {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
 
 
 def operations_of(document: DocumentNode) -> Iterator[OperationDefinitionNode]:
@@ -185,9 +185,7 @@ def shape_errors(document: DocumentNode, settings: Settings) -> list[GraphQLErro
                 )
             )
         elif shape.depth > max_depth:
-            errors.append(
-                GraphQLError(f"'{name}' exceeds maximum operation depth of {max_depth}")
-            )
+            errors.append(GraphQLError(f"'{name}' exceeds maximum operation depth of {max_depth}"))
         total.add(shape)
     if total.aliases > max_aliases:
         shown = "more than a million" if total.aliases >= 1_000_000 else total.aliases
@@ -209,45 +207,51 @@ def shape_errors(document: DocumentNode, settings: Settings) -> list[GraphQLErro
     return errors
 
 
-class PortalValidation(ValidationCache):
+class PortalValidation(SchemaExtension):
     """Our limits first, graphql-core's rules only for documents that pass them, both
-    cached per document. graphql-core's OverlappingFieldsCanBeMergedRule compares
-    fragments pairwise (about 0.5 s for a 2,000-token fragment chain); the nesting cap
-    refuses such a chain before it runs."""
+    cached per document (``cached_validation``). graphql-core's
+    OverlappingFieldsCanBeMergedRule compares fragments pairwise (about 0.5 s for a
+    2,000-token fragment chain); the nesting cap refuses such a chain before it runs."""
 
-    def __init__(
-        self, shape_check: Callable[[DocumentNode], list[GraphQLError]], maxsize: int
-    ) -> None:
-        super().__init__(maxsize=maxsize)
-        self.shape_check = shape_check
+    def __init__(self, validate: Validate) -> None:
+        super().__init__()
+        self.validate = validate
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         assert context.graphql_document is not None
-        errors = self.shape_check(context.graphql_document)
-        if errors:
-            context.pre_execution_errors = errors
-            yield
-            return
-        yield from super().on_validate()
+        # Set before Strawberry's own step, which then validates nothing again.
+        context.pre_execution_errors = self.validate(
+            context.schema._schema, context.graphql_document, context.validation_rules
+        )
+        yield
 
 
-def cached_shape_check(
-    settings: Settings, maxsize: int
-) -> Callable[[DocumentNode], list[GraphQLError]]:
+# (schema, document, graphql-core rules) -> errors, our limits' or else graphql-core's.
+Validate = Callable[[GraphQLSchema, DocumentNode, tuple[Any, ...]], list[GraphQLError]]
+
+
+def cached_validation(settings: Settings, maxsize: int) -> Validate:
     """Built once per schema: the ParserCache hands the same document object back for
-    the same text, so a repeated query is checked once. Keyed by the document's
+    the same text, so a repeated query is validated once. Keyed by the document's
     identity: graphql-core's nodes are frozen dataclasses whose hash walks the whole
-    tree, ~19 us for the Onboarding page's document on every request (issue 15)."""
+    tree, ~19 us for the Onboarding page's document on every request (issue 15), which
+    Strawberry's ValidationCache (keyed by the document itself) paid per request."""
 
     @lru_cache(maxsize=maxsize)
-    def cached(key: _SameDocument) -> list[GraphQLError]:
-        return shape_errors(key.document, settings)
+    def cached(
+        key: _SameDocument, schema: GraphQLSchema, rules: tuple[Any, ...]
+    ) -> list[GraphQLError]:
+        return shape_errors(key.document, settings) or validate_document(
+            schema, key.document, rules
+        )
 
-    def check(document: DocumentNode) -> list[GraphQLError]:
-        return cached(_SameDocument(document))
+    def validate(
+        schema: GraphQLSchema, document: DocumentNode, rules: tuple[Any, ...]
+    ) -> list[GraphQLError]:
+        return cached(_SameDocument(document), schema, rules)
 
-    return check
+    return validate
 
 
 class _SameDocument:

@@ -24,7 +24,7 @@ from strawberry.types.scalar import ScalarDefinition
 from core.passwords import HashQueueFull
 from core.settings import Settings
 from graph.execution import FastExecutor
-from graph.limits import CostLimit, PortalValidation, cached_shape_check
+from graph.limits import CostLimit, PortalValidation, cached_validation
 from graph.mutations import Mutation
 from graph.observability import RequestMetrics
 from graph.queries import Query
@@ -106,16 +106,16 @@ class PortalSchema(Schema):
 def build_schema(settings: Settings, *, fast_execution: bool = True) -> Schema:
     """``fast_execution=False`` runs graphql-core's generic completion for every field
     (graph/execution.py): what the fast path is checked against in the tests."""
-    # The shape check and its cache are built once here. Built per request (as the
+    # The validation and its cache are built once here. Built per request (as the
     # extension factories would), the cache would never hit and each page would be
     # validated again: ~30% of a page's CPU.
-    shape_check = cached_shape_check(settings, maxsize=256)
+    validate = cached_validation(settings, maxsize=256)
     extensions: list = [
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         # Depth, aliases, credential and mailing operations in one walk linear in the
         # document (Strawberry's limiters walk fragments as trees: 2^n on a fragment
         # chain), then graphql-core's rules; the cost once the variables are known.
-        lambda: PortalValidation(shape_check, maxsize=256),
+        lambda: PortalValidation(validate),
         lambda: CostLimit(settings),
         lambda: MaskErrors(should_mask_error=should_mask, error_message="Unexpected error."),
         lambda: ParserCache(maxsize=256),
