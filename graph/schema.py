@@ -15,7 +15,9 @@ from strawberry.extensions import (
     MaskErrors,
     MaxTokensLimiter,
     ParserCache,
+    SchemaExtension,
 )
+from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.types.base_scalars import DateDefinition, DateTimeDefinition
 from strawberry.types import ExecutionContext
@@ -24,6 +26,7 @@ from strawberry.types.scalar import ScalarDefinition
 from core.passwords import HashQueueFull
 from core.settings import Settings
 from graph.execution import FastExecutor
+from graph.hooks import ExtensionsRunner
 from graph.limits import CostLimit, PortalValidation, cached_validation
 from graph.mutations import Mutation
 from graph.observability import RequestMetrics
@@ -82,6 +85,11 @@ def fault_fields(exc: BaseException | None) -> dict[str, Any]:
 
 
 class PortalSchema(Schema):
+    def create_extensions_runner(
+        self, execution_context: ExecutionContext, extensions: list[SchemaExtension]
+    ) -> SchemaExtensionsRunner:
+        return ExtensionsRunner(execution_context=execution_context, extensions=extensions)
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
