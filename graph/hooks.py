@@ -5,17 +5,19 @@ Strawberry's runner asks every extension for its hook: it compares the method wi
 SchemaExtension's, asks ``inspect`` whether it is a generator and wraps it with
 ``contextlib.contextmanager`` (``functools.wraps`` included). Seven extensions, four
 steps: 28 such lookups per request, ~3% of an Onboarding page's CPU (issue 15, py-spy
-of ``bench.page_cpu``). All of it depends on the extension's class only, so it is kept
-per class; each request still gets its own extension instances and context managers.
-What a class's hook is not (a plain or async callable) goes to Strawberry's own lookup.
+of ``bench.page_cpu``). All of it depends on the extensions' classes only, so it is
+kept per list of classes; each request still gets its own extension instances and
+context managers. A step with one synchronous hook (most of ours) enters it without an
+exit stack. A hook that is no generator (a plain or async callable) goes to
+Strawberry's own lookup.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Callable
 from functools import partial
+from types import TracebackType
 from typing import Any
 
 from strawberry.extensions import SchemaExtension
@@ -29,13 +31,17 @@ from strawberry.extensions.context import (
 )
 from strawberry.extensions.runner import SchemaExtensionsRunner
 
-# (extension class, hook name) -> (context-manager factory taking the extension, is
-# async), None for no hook, or _STRAWBERRY for a hook Strawberry's lookup handles.
 _STRAWBERRY = object()
-_HOOKS: dict[tuple[type, str], Any] = {}
+# (hook name, the extensions' classes in order) -> [(index, hook)] for the extensions
+# that have the hook, ``hook`` as _hook_of gives it. A schema's extension list is
+# fixed: a few keys.
+_STEPS: dict[tuple[Any, ...], list[tuple[int, Any]]] = {}
+_NOTHING = contextlib.nullcontext()
 
 
 def _hook_of(cls: type, name: str) -> Any:
+    """(context-manager factory taking the extension, is async), None for no hook, or
+    _STRAWBERRY for a hook Strawberry's lookup handles (a plain or async callable)."""
     fn = getattr(cls, name)
     if fn is getattr(SchemaExtension, name):
         return None
@@ -47,21 +53,52 @@ def _hook_of(cls: type, name: str) -> Any:
 
 
 class _ByClass(ExtensionContextManagerBase):
-    __slots__ = ()
+    """One lifecycle step's hooks, found from the extensions' classes."""
 
-    def get_hook(self, extension: SchemaExtension) -> WrappedHook | None:
-        key = (type(extension), self.HOOK_NAME)
-        try:
-            found = _HOOKS[key]
-        except KeyError:
-            found = _HOOKS[key] = _hook_of(type(extension), self.HOOK_NAME)
+    def __init__(self, extensions: list[SchemaExtension]) -> None:
+        key = (self.HOOK_NAME, *map(type, extensions))
+        found = _STEPS.get(key)
         if found is None:
-            return None
-        if found is _STRAWBERRY:
-            return super().get_hook(extension)
-        make: Callable[..., Any]
-        make, is_async = found
-        return WrappedHook(extension=extension, hook=partial(make, extension), is_async=is_async)
+            found = _STEPS[key] = [
+                (i, hook)
+                for i, extension in enumerate(extensions)
+                if (hook := _hook_of(type(extension), self.HOOK_NAME)) is not None
+            ]
+        self.default_hook = getattr(SchemaExtension, self.HOOK_NAME)
+        self.hooks = []
+        for i, hook in found:
+            extension = extensions[i]
+            if hook is _STRAWBERRY:
+                wrapped = super().get_hook(extension)
+                assert wrapped is not None
+                self.hooks.append(wrapped)
+            else:
+                make, is_async = hook
+                self.hooks.append(WrappedHook(extension, partial(make, extension), is_async))
+        self._single: Any = None
+
+    async def __aenter__(self) -> None:
+        # Most steps have one synchronous hook (or none): entered as it is, without an
+        # exit stack. Strawberry's own exit ignores what the stack returns, so an
+        # exception is never suppressed either way.
+        hooks = self.hooks
+        if not hooks or (len(hooks) == 1 and not hooks[0].is_async):
+            self._single = hooks[0].hook() if hooks else _NOTHING
+            self._single.__enter__()
+            return
+        await super().__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        single = self._single
+        if single is None:
+            await super().__aexit__(exc_type, exc_val, exc_tb)
+        else:
+            single.__exit__(exc_type, exc_val, exc_tb)
 
 
 class _Operation(_ByClass, OperationContextManager):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import pytest
 import strawberry
 from strawberry.extensions import SchemaExtension
 from strawberry.extensions.runner import SchemaExtensionsRunner
@@ -101,11 +102,27 @@ async def run_all(schema: strawberry.Schema) -> list[tuple[Any, ...]]:
     return outcomes
 
 
-async def test_every_kind_of_hook_runs_as_strawberry_runs_it() -> None:
-    theirs = await run_all(strawberry.Schema(query=Query, extensions=EXTENSIONS))
-    hooks._HOOKS.clear()
-    ours = await run_all(Ours(query=Query, extensions=EXTENSIONS))
+@pytest.mark.parametrize(
+    "extensions",
+    [
+        EXTENSIONS,
+        # Steps with no hook, and steps with one (entered without an exit stack): a
+        # refusal in validation, a field error in execution.
+        [Generators],
+        [Refusing],
+        [Plain, Refusing],
+    ],
+    ids=["all", "generators", "refusing", "plain-refusing"],
+)
+async def test_every_kind_of_hook_runs_as_strawberry_runs_it(
+    extensions: list[type[SchemaExtension]],
+) -> None:
+    theirs = await run_all(strawberry.Schema(query=Query, extensions=extensions))
+    hooks._STEPS.clear()
+    ours = await run_all(Ours(query=Query, extensions=extensions))
     assert ours == theirs
+    if extensions is not EXTENSIONS:
+        return
     # The comparison saw every kind of hook and both outcomes of an operation.
     events = [event for _, _, evs in ours for event in evs]
     for expected in (
@@ -119,7 +136,14 @@ async def test_every_kind_of_hook_runs_as_strawberry_runs_it() -> None:
     refused = next(outcome for query, outcome, _ in ours if "Refused" in query)
     assert refused == (None, ["refused by an extension"])
     # And the lookups were kept per class: generators, async generators, Strawberry's.
-    assert hooks._HOOKS[(Generators, "on_operation")][1] is False
-    assert hooks._HOOKS[(AsyncGenerators, "on_operation")][1] is True
-    assert hooks._HOOKS[(Plain, "on_parse")] is hooks._STRAWBERRY
-    assert hooks._HOOKS[(Plain, "on_operation")] is None
+    found = {
+        (key[0], type_.__name__): hook
+        for key, step in hooks._STEPS.items()
+        if key[1:] == tuple(EXTENSIONS)
+        for i, hook in step
+        for type_ in [key[1 + i]]
+    }
+    assert found[("on_operation", "Generators")][1] is False
+    assert found[("on_operation", "AsyncGenerators")][1] is True
+    assert found[("on_parse", "Plain")] is hooks._STRAWBERRY
+    assert ("on_operation", "Plain") not in found
