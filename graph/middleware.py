@@ -33,6 +33,7 @@ SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
 ]
+_SECURITY_HEADER_NAMES = frozenset(name for name, _ in SECURITY_HEADERS)
 
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -107,7 +108,7 @@ class PortalMiddleware:
                 status = message["status"]
                 response_started = True
                 headers = [
-                    h for h in message.get("headers", []) if h[0] not in dict(SECURITY_HEADERS)
+                    h for h in message.get("headers", []) if h[0] not in _SECURITY_HEADER_NAMES
                 ]
                 content_type = dict(headers).get(b"content-type", b"")
                 if status >= 500 and not content_type.startswith(b"application/json"):
