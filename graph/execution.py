@@ -65,6 +65,7 @@ from graphql.pyutils import Path, Undefined, gather_with_cancel, is_awaitable, i
 from graphql.type.scalars import serialize_boolean, serialize_id, serialize_string
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.cast import TYPE_CAST_ATTRIBUTE
 from strawberry.types.field import StrawberryField
 
 # Values of these exact types are neither exceptions nor awaitables, so graphql-core's
@@ -104,6 +105,8 @@ class _Spec(NamedTuple):
     object_type: GraphQLObjectType | None = None
     is_type_of: Callable[[Any, Any], Any] | None = None
     is_type_of_uses_info: bool = False
+    # Object: the class whose exact instances complete as this type (_plain_origin).
+    origin: type | None = None
     # List: the item type as declared (for errors), whether it is nullable, and the
     # item's kind (_LEAF or _OBJECT) with its coercion / object type above.
     item_type: GraphQLOutputType | None = None
@@ -148,6 +151,32 @@ def _enum_members(leaf: Any) -> dict[int, Any] | None:
     return table
 
 
+def _plain_origin(obj: GraphQLObjectType) -> type | None:
+    """The Python class whose exact instances graphql-core completes as ``obj`` with no
+    doubt, or None. Such an instance is no null, no exception and no awaitable (the
+    class has no ``__await__``, looks attributes up as object does, and keeps them in a
+    ``__dict__``, where the plan's code checks that no ``__await__`` was set on the
+    instance), and the type's is_type_of is absent or Strawberry's own, which answers
+    True for an instance of the type's origin unless ``strawberry.cast`` marked it (the
+    code checks that mark too)."""
+    definition = (obj.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+    origin = getattr(definition, "origin", None)
+    itof = obj.is_type_of
+    if (
+        not isinstance(origin, type)
+        or type(origin) is not type
+        or (itof is not None and not _strawberry_is_type_of(itof))
+        or getattr(definition, "concrete_of", None) is not None
+        or issubclass(origin, BaseException)
+        or hasattr(origin, "__await__")
+        or hasattr(origin, "__getattr__")
+        or origin.__getattribute__ is not object.__getattribute__
+        or not origin.__dictoffset__
+    ):
+        return None
+    return origin
+
+
 def _named_kind(
     named: GraphQLOutputType,
 ) -> tuple[int, dict[str, Any]]:
@@ -165,6 +194,7 @@ def _named_kind(
             "object_type": obj,
             "is_type_of": itof,
             "is_type_of_uses_info": itof is not None and not _strawberry_is_type_of(itof),
+            "origin": _plain_origin(obj),
         }
     return _GENERIC, {}
 
@@ -274,6 +304,7 @@ def _compile(parent_type: GraphQLObjectType, steps: Steps) -> Callable[..., Any]
         "_PLAIN": _PLAIN,
         "_PLAIN_OUT": _PLAIN_OUT,
         "_gather": _gather,
+        "Path": Path,
     }
     out = [
         "def run(steps, self, parent_type, src, path, pc):",
@@ -313,8 +344,31 @@ def _compile(parent_type: GraphQLObjectType, steps: Steps) -> Callable[..., Any]
         if kind != _LEAF:
             env[f"S{i}"] = spec
             method = "_object" if kind == _OBJECT else "_list"
-            out += ["  if v is _UNREAD:", *slow(i, n, "   "), "  else:"]
+            out += ["  if v is _UNREAD:", *slow(i, n, "   ")]
+            if kind == _OBJECT and spec.origin is not None:
+                # An exact instance of the type's class: _object's checks cannot fail,
+                # so its sub-selection runs here, guarded as _guarded does.
+                env[f"O{i}"], env[f"T{i}"] = spec.origin, spec.object_type
+                out += [
+                    f"  elif (type(v) is O{i} and '__await__' not in (d := v.__dict__)"
+                    f" and {TYPE_CAST_ATTRIBUTE!r} not in d and pc is None"
+                    f" and (sp := self._subplan(T{i}, steps[{i}][1])) is not None):",
+                    f"   fp = Path(path, {n}, {parent_type.name!r})",
+                    "   try:",
+                    f"    r = sp(self, T{i}, v, fp, None)",
+                    "   except Exception as e:",
+                    f"    r = self._field_error(S{i}, steps[{i}][1], fp, e)",
+                    "   else:",
+                    "    if type(r) is not dict and is_awaitable(r):",
+                    f"     r = self._await_completed(r, S{i}.return_type, steps[{i}][1], fp)",
+                    f"   results[{n}] = r",
+                    "   if type(r) is not dict and r is not None:",
+                    f"    aw = [{n}] if aw is None else aw + [{n}]",
+                ]
+            if kind == _OBJECT and spec.nullable:
+                out += ["  elif v is None:", f"   results[{n}] = None"]
             out += [
+                "  else:",
                 f"   r = results[{n}] = self.{method}(S{i}, v, parent_type, steps[{i}][1],"
                 f" path, {n}, pc)",
                 "   if type(r) is not dict and r is not None and is_awaitable(r):",
@@ -690,13 +744,7 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
         try:
             completed = complete(*args)
         except Exception as raw_error:
-            self.handle_field_error(
-                raw_error,
-                spec.return_type,  # type: ignore[arg-type]
-                field_details_list,
-                field_path,
-            )
-            return None
+            return self._field_error(spec, field_details_list, field_path, raw_error)
         if type(completed) not in (dict, list) and self.is_awaitable(completed):
             return self._await_completed(
                 completed,
@@ -705,6 +753,21 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
                 field_path,
             )
         return completed
+
+    def _field_error(
+        self,
+        spec: _Spec,
+        field_details_list: FieldDetailsList,
+        field_path: Path,
+        raw_error: Exception,
+    ) -> None:
+        """The field's completion raised: located and propagated by graphql-core."""
+        self.handle_field_error(
+            raw_error,
+            spec.return_type,  # type: ignore[arg-type]
+            field_details_list,
+            field_path,
+        )
 
     def _list(
         self,

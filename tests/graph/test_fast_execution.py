@@ -283,6 +283,10 @@ async def test_the_real_app_answers_the_same_bytes_with_and_without_the_fast_pat
     assert by_name[("Patient", "account")] == execution._OBJECT
     assert by_name[("PatientConnection", "edges")] == execution._LIST
     assert by_name[("PatientConnection", "totalCount")] == execution._GENERIC
+    # Patients and their accounts complete in their parent's code (exact instances).
+    origins = {(parent.name, name): spec.origin for (parent, name), spec in specs.items()}
+    assert origins[("PatientEdge", "node")] is not None
+    assert origins[("Patient", "account")] is not None
     # ... and ran as compiled plans: one per field set, the Patient's among them.
     compiled = execution._CODE[graphql_app.schema._schema]
     assert any(shape[0].name == "Patient" for shape in compiled)
@@ -452,6 +456,12 @@ KINDS = [
 ]
 
 
+def awaiting_leaf(n: int) -> Leafy:
+    leaf = good_leaf(n)
+    leaf.__await__ = lambda: iter(())  # type: ignore[method-assign]
+    return leaf
+
+
 def build_boxes() -> list[Box]:
     """Fresh objects per execution (awaitables can be awaited once)."""
     boxes = []
@@ -512,6 +522,17 @@ def build_boxes() -> list[Box]:
             maybe_leaves=7,
             thing=None,
         ),  # type: ignore[arg-type]
+        # Exact instances of the type's class that are still not plain: cast to another
+        # type (is_type_of answers False), an __await__ set on the instance (graphql-core
+        # awaits it and fails).
+        Box(
+            label="cast and awaitable-looking",
+            leaf=strawberry.cast(Box, good_leaf(14)),
+            maybe_leaf=awaiting_leaf(15),
+            leaves=[strawberry.cast(Box, good_leaf(16))],
+            maybe_leaves=[awaiting_leaf(17)],
+            thing=strawberry.cast(Box, good_leaf(18)),
+        ),
     ]
     return boxes + odd_boxes
 
@@ -573,7 +594,7 @@ async def test_fallbacks_answer_as_graphql_core_does(with_middleware: bool) -> N
         config=SCALARS,
     )
     runs: list[tuple[str, dict[str, Any] | None]] = [(q, None) for q in BROKEN_QUERIES[:-1]]
-    for index in range(len(KINDS) + 6):
+    for index in range(len(KINDS) + 7):
         for with_ in (True, False):
             runs.append((BROKEN_QUERIES[-1], {"i": index, "with": with_}))
     errors_seen = 0
