@@ -534,8 +534,8 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
     ) -> _Plan | None:
         """The steps for an object's sub-selection: what collect_and_execute_subfields
         would execute (collected once per operation when no variable can change it, else
-        for this request's variables), or None when it
-        must run as it is (a @defer usage; every field generic)."""
+        for this request's variables), or None when it must run as it is (a @defer
+        usage; every field generic)."""
         key = (object_type, id(field_details_list))
         entry = self._subplans.get(key)
         if entry is not None:
