@@ -70,6 +70,14 @@ def shape_requests(
     return out
 
 
+def paired(service: dict[str, Any], reference: dict[str, Any]) -> str:
+    """The service/reference throughput of each round (measured seconds apart, so a
+    change of the machine's speed between rounds cancels out): median (min-max). The
+    table's ratio of medians and this median can differ where rounds swing."""
+    ratios = [s / r for s, r in zip(service["rounds_rps"], reference["rounds_rps"], strict=True)]
+    return f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
+
+
 def start_references(database_url: str, port: int, log: Path) -> Any:
     from bench.servers import base_env
 
@@ -238,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         "p50 same",
         "p50 svc",
         "p50 svc/honest",
+        "svc/honest per round",
         "identical",
     )
     print("| " + " | ".join(head) + " |")
@@ -248,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {shape} | {h['rps']:.0f} | {s['rps']:.0f} | {v['rps']:.0f} |"
             f" {v['rps'] / h['rps']:.2f}x | {v['rps'] / s['rps']:.2f}x |"
             f" {h['p50_ms']:.2f} | {s['p50_ms']:.2f} | {v['p50_ms']:.2f} |"
-            f" {v['p50_ms'] / h['p50_ms']:.2f}x | {r['identical']} pages |"
+            f" {v['p50_ms'] / h['p50_ms']:.2f}x | {paired(v, h)} | {r['identical']} pages |"
         )
     (out / "results.json").write_text(
         json.dumps({"plan_patients": plan["patients"], "results": results}, indent=1)
