@@ -586,7 +586,7 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
         read raised: then it is read again here, so a raising read is reported as
         graphql-core reports it; reads and coercions are pure). Returns the field's
         result, or ``_SKIP`` when graphql-core leaves the field out."""
-        response_name, field_details_list, kind, read, attr, ident, coerce, members, spec = step
+        response_name, field_details_list, kind, read, attr, ident, _coerce, members, spec = step
         if kind == _TYPENAME:
             return parent_type.name
         if kind == _GENERIC:
