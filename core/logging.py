@@ -45,7 +45,9 @@ def configure_logging(settings: Settings) -> None:
     ]
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
-        logger_factory=structlog.PrintLoggerFactory(cast(TextIO, _CurrentStderr())),
+        # One write per line (PrintLogger's print() writes the line and its newline
+        # apart: two system calls per request on an unbuffered stderr), still flushed.
+        logger_factory=structlog.WriteLoggerFactory(cast(TextIO, _CurrentStderr())),
         cache_logger_on_first_use=True,
     )
     handler = _PortalHandler(cast(TextIO, _CurrentStderr()))
