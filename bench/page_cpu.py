@@ -1,7 +1,7 @@
 """Python CPU per Onboarding page: the service against the honest reference, in process.
 
 ``python -m bench.page_cpu --postgres-url URL --plan plan.json [--rounds 300] [--shape first]
-[--profile out.prof] [--service-env PORTAL_X=VALUE] [--compare-generic] [--overhead]``
+[--profile out.prof] [--service-env PORTAL_X=VALUE] [--compare-generic] [--overhead] [--raw]``
 
 Both apps (the real service from ``graph.app.create_app`` with production settings, and
 ``bench.reference``'s honest route) answer the same requests over httpx's ASGI transport
@@ -15,7 +15,10 @@ its top functions. ``--compare-generic`` adds, in the same alternation, the same
 built with ``fast_execution=False`` (every field through graphql-core's generic
 completion, graph/execution.py): the fast path's saving, measured in one run. ``--overhead`` also times, in the same
 alternation, the service answering ``{ __typename }`` without and with the staff token:
-what any request costs before its page.
+what any request costs before its page. ``--raw`` calls the ASGI apps directly instead
+of through httpx: httpx's client spends about 1 ms of CPU per request on each side in
+this process, which dilutes the ratio; without it the ratio is the apps' own (uvicorn's
+share, equal for both, then dilutes it again under load).
 """
 
 from __future__ import annotations
@@ -33,6 +36,55 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+
+class _RawResponse:
+    def __init__(self, status_code: int, content: bytes) -> None:
+        self.status_code = status_code
+        self.content = content
+
+
+class _RawClient:
+    """``post`` of an httpx client, as one direct ASGI call: no client-side work in the
+    measured CPU beyond building the scope."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def post(self, path: str, content: bytes | str, headers: dict[str, str]) -> Any:
+        body = content.encode() if isinstance(content, str) else content
+        pending = [{"type": "http.request", "body": body, "more_body": False}]
+        status, chunks = 0, []
+
+        async def receive() -> dict[str, Any]:
+            return pending.pop() if pending else {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+            + [(b"host", b"b"), (b"content-length", str(len(body)).encode())],
+            "client": ("127.0.0.1", 50000),
+            "server": ("b", 80),
+            "state": {},
+        }
+        await self.app(scope, receive, send)
+        return _RawResponse(status, b"".join(chunks))
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -75,12 +127,15 @@ async def run(args: argparse.Namespace) -> None:
     # other programs) is not charged to the function that was running.
     profiler = cProfile.Profile(time.process_time) if args.profile else None
     async with contextlib.AsyncExitStack() as stack:
-        clients = {}
+        clients: dict[str, Any] = {}
         for name, app in apps.items():
             await stack.enter_async_context(app.router.lifespan_context(app))
-            clients[name] = await stack.enter_async_context(
-                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b")
-            )
+            if args.raw:
+                clients[name] = _RawClient(app)
+            else:
+                clients[name] = await stack.enter_async_context(
+                    httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b")
+                )
         for n, (token, body) in enumerate(requests):
             headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
             answers = {}
@@ -115,7 +170,8 @@ async def run(args: argparse.Namespace) -> None:
     svc = statistics.mean(cpu["service"]) * 1000
     ref = statistics.mean(cpu["honest"]) * 1000
     print(
-        f"CPU per page ({args.shape}, {len(cpu['service'])} pages each, byte-identical answers):"
+        f"CPU per page ({args.shape}, {len(cpu['service'])} pages each, byte-identical answers,"
+        f" {'direct ASGI calls' if args.raw else 'httpx ASGI transport'}):"
         f" service {svc:.2f} ms, honest reference {ref:.2f} ms, difference {svc - ref:.2f} ms,"
         f" ratio {svc / ref:.1f}x"
     )
@@ -158,6 +214,11 @@ def main() -> None:
         "--compare-generic",
         action="store_true",
         help="also measure the service with graphql-core's generic completion",
+    )
+    ap.add_argument(
+        "--raw",
+        action="store_true",
+        help="call the ASGI apps directly, without httpx's client work in the figures",
     )
     args = ap.parse_args()
     # The service's request logs go to a file: their cost stays in, the noise out.
