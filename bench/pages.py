@@ -247,17 +247,24 @@ def main(argv: list[str] | None = None) -> int:
         "p50 svc",
         "p50 svc/honest",
         "svc/honest per round",
+        "svc/best",
+        "p50 svc/best",
         "identical",
     )
     print("| " + " | ".join(head) + " |")
     print("|" + "|".join("---" for _ in head) + "|")
     for shape, r in results.items():
         h, s, v = r["honest"], r["same-sql"], r["service"]
+        # The hand-written reference is meant to be the fastest; where the service's own
+        # SQL through a bare driver beats it, that one is the bar instead.
+        best_rps = max(h["rps"], s["rps"])
+        best_p50 = min(h["p50_ms"], s["p50_ms"])
         print(
             f"| {shape} | {h['rps']:.0f} | {s['rps']:.0f} | {v['rps']:.0f} |"
             f" {v['rps'] / h['rps']:.2f}x | {v['rps'] / s['rps']:.2f}x |"
             f" {h['p50_ms']:.2f} | {s['p50_ms']:.2f} | {v['p50_ms']:.2f} |"
-            f" {v['p50_ms'] / h['p50_ms']:.2f}x | {paired(v, h)} | {r['identical']} pages |"
+            f" {v['p50_ms'] / h['p50_ms']:.2f}x | {paired(v, h)} |"
+            f" {v['rps'] / best_rps:.2f}x | {v['p50_ms'] / best_p50:.2f}x | {r['identical']} pages |"
         )
     (out / "results.json").write_text(
         json.dumps({"plan_patients": plan["patients"], "results": results}, indent=1)
