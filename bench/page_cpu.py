@@ -16,7 +16,7 @@ built with ``fast_execution=False`` (every field through graphql-core's generic
 completion, graph/execution.py): the fast path's saving, measured in one run. ``--overhead`` also times, in the same
 alternation, the service answering ``{ __typename }`` without and with the staff token:
 what any request costs before its page. ``--raw`` calls the ASGI apps directly instead
-of through httpx: httpx's client spends about 1 ms of CPU per request on each side in
+of through httpx: httpx's client spends about 0.5 ms of CPU per request on each side in
 this process, which dilutes the ratio; without it the ratio is the apps' own (uvicorn's
 share, equal for both, then dilutes it again under load).
 """
