@@ -785,6 +785,9 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
             return self._generic_field(
                 spec, value, parent_type, field_details_list, path, response_name, position_context
             )
+        if type(value) is list and not value:
+            # The common empty ``userErrors``: nothing to complete, no path to build.
+            return []
         if (
             isinstance(value, Exception)
             or self.is_awaitable(value)
