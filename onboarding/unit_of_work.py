@@ -149,19 +149,54 @@ def link_problem(
     return None
 
 
-async def _lock(patient_ids: Sequence[int], practice_id: int | None) -> None:
-    """Row locks on the patients, in id order. SQLite has no row locks: its writers are
-    serialised by the database lock (and, in process, by Tortoise's connection lock), so
-    the transaction alone gives the same guarantee."""
+async def _read_locked(
+    ids: Sequence[int], practice_id: int | None
+) -> tuple[dict[int, Patient], dict[int, PortalAccount]]:
+    """The patients (of ``practice_id`` when given), locked in id order by the statement
+    that reads them (PostgreSQL), then their accounts in a second statement, whose new
+    snapshot (READ COMMITTED) sees whatever the writer a lock waited for committed.
+    SQLite has no row locks: its writers are serialised by the database lock (and, in
+    process, by Tortoise's connection lock), so the transaction alone gives the same
+    guarantee. Hand-written statements and Tortoise's own row-to-model step: building
+    the two ORM queries and the lock cost a login more event-loop time than the
+    statements themselves (issue 15, "logins stay out of the readers' way")."""
     conn = connections.get("default")
-    if not patient_ids or conn.capabilities.dialect != "postgres":
-        return
-    sql = "SELECT id FROM patient WHERE id = ANY($1::int[])"
-    values: list[Any] = [list(patient_ids)]
+    dialect = conn.capabilities.dialect
+    params = Params(dialect)
+    sql = (
+        "SELECT * FROM patient"  # noqa: S608 (placeholders only)
+        f" WHERE {id_list(dialect, 'id', params(id_list_value(dialect, ids)))}"
+    )
     if practice_id is not None:
-        sql += " AND practice_id = $2"
-        values.append(practice_id)
-    await conn.execute_query(sql + " ORDER BY id FOR UPDATE", values)
+        sql += f" AND practice_id = {params(practice_id)}"
+    if dialect == "postgres":
+        sql += " ORDER BY id FOR UPDATE"
+    rows = await conn.execute_query_dict(sql, params.values)
+    patients = {row["id"]: Patient._init_from_db(**row) for row in rows}
+    if not patients:
+        return patients, {}
+    params = Params(dialect)
+    rows = await conn.execute_query_dict(
+        "SELECT * FROM portal_account"  # noqa: S608 (placeholders only)
+        f" WHERE {id_list(dialect, 'patient_id', params(id_list_value(dialect, list(patients))))}",
+        params.values,
+    )
+    return patients, {row["patient_id"]: PortalAccount._init_from_db(**row) for row in rows}
+
+
+async def _set_account(account: PortalAccount, columns: dict[str, Any]) -> None:
+    """``UPDATE portal_account SET ...`` of these columns (names from this module only),
+    and the same on the instance. Hand-written for the login path, where building the
+    ORM's update query cost more event-loop time than running it (issue 15)."""
+    conn = connections.get("default")
+    params = Params(conn.capabilities.dialect)
+    sets = ", ".join(f"{name} = {params(value)}" for name, value in columns.items())
+    await conn.execute_query(
+        f"UPDATE portal_account SET {sets} WHERE id = {params(account.id)}",  # noqa: S608
+        params.values,
+    )
+    for key, value in columns.items():
+        setattr(account, key, value)
 
 
 async def _insert_links_and_point(conn: Any, rows: list[tuple[Any, ...]]) -> dict[int, int]:
@@ -346,9 +381,7 @@ class PatientChange:
         # older links, instead of rewriting 10,000 patient rows a second time.
         await self.revoke_links(patient_ids, RevokeReason.SUPERSEDED, keep=list(new_ids.values()))
         return [
-            IssuedLink(
-                pid, new_ids[pid], links[pid].nonce, links[pid].digest, expires_at, address
-            )
+            IssuedLink(pid, new_ids[pid], links[pid].nonce, links[pid].digest, expires_at, address)
             for pid, address in patients
         ]
 
@@ -461,20 +494,31 @@ class PatientChange:
         columns: dict[str, Any] = {"failed_logins": 0, "locked_until": None, "last_login_at": now}
         if new_hash:
             columns["password_hash"] = new_hash
-        await PortalAccount.filter(id=account.id).update(**columns)
-        for key, value in columns.items():
-            setattr(account, key, value)
+        await _set_account(account, columns)
         return await self.create_session(account, settings)
 
     async def create_session(self, account: PortalAccount, settings: Settings) -> str:
         """Sessions are opened only here, after the caller re-checked the account under
-        the lock. A must-change account's session may only change the password."""
+        the lock. A must-change account's session may only change the password. A
+        hand-written INSERT, as in :func:`_set_account`."""
         token = SESSION_PREFIX + new_token()
-        await PatientSession.create(
-            account_id=account.id,
-            token_digest=digest(token),
-            full_access=not account.must_change_password,
-            expires_at=utcnow() + timedelta(minutes=settings.session_ttl_minutes),
+        now = utcnow()
+        conn = connections.get("default")
+        params = Params(conn.capabilities.dialect)
+        values = ", ".join(
+            params(value)
+            for value in (
+                account.id,
+                digest(token),
+                not account.must_change_password,
+                now,
+                now + timedelta(minutes=settings.session_ttl_minutes),
+            )
+        )
+        await conn.execute_query(
+            "INSERT INTO patient_session (account_id, token_digest, full_access, created_at,"  # noqa: S608 (placeholders only)
+            f" expires_at) VALUES ({values})",
+            params.values,
         )
         return token
 
@@ -509,9 +553,7 @@ class PatientChange:
                     "failed_logins": 0,
                     "locked_until": now + timedelta(minutes=settings.lockout_minutes),
                 }
-            await PortalAccount.filter(id=account.id).update(**columns)
-            for key, value in columns.items():
-                setattr(account, key, value)
+            await _set_account(account, columns)
         await self.record(
             self.actor,
             "password.change_failed" if reason == "change_password" else "login.failed",
@@ -670,21 +712,10 @@ async def patient_change(
     ids = sorted(set(patient_ids))
     change = PatientChange(actor, practice_id, ids)
     async with in_transaction():
-        if bulk:
-            if ids:
-                change.patients = await read_bulk_rows(ids, practice_id, lock=True)
-        else:
-            await _lock(ids, practice_id)
-        if ids and not bulk:
-            query = Patient.filter(id__in=ids)
-            if practice_id is not None:
-                query = query.filter(practice_id=practice_id)
-            change.patients = {p.id: p for p in await query}
-            if change.patients:
-                change.accounts = {
-                    a.patient_id: a
-                    for a in await PortalAccount.filter(patient_id__in=list(change.patients))
-                }
+        if ids and bulk:
+            change.patients = await read_bulk_rows(ids, practice_id, lock=True)
+        elif ids:
+            change.patients, change.accounts = await _read_locked(ids, practice_id)
         yield change
     if change.mail_queued:
         outbox.announce()
