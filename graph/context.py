@@ -46,9 +46,15 @@ def client_address(request: Request, trusted_proxies: list[str]) -> str | None:
     for hop in reversed(hops):
         if not trusted(hop):
             try:
-                return str(ipaddress.ip_address(hop))
+                address = ipaddress.ip_address(hop)
             except ValueError:
                 return peer
+            if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
+                # Without its zone id ("fe80::1%eth0"): that names an interface of the
+                # sender's host, means nothing here, and is of any length (the audit
+                # column holds 64 characters).
+                address = ipaddress.IPv6Address(hop.partition("%")[0])
+            return str(address)
     return peer
 
 

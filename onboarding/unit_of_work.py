@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from tortoise import connections
@@ -149,6 +150,14 @@ def link_problem(
     return None
 
 
+@cache
+def _columns(model: type[Any]) -> str:
+    """The model's columns, named: a cached ``SELECT *`` would fail inside a transaction
+    once a migration adds a column (asyncpg's InvalidCachedStatementError, which it
+    retries only outside one), and would read the columns the triggers keep too."""
+    return ", ".join(sorted(model._meta.db_fields))
+
+
 async def _read_locked(
     ids: Sequence[int], practice_id: int | None
 ) -> tuple[dict[int, Patient], dict[int, PortalAccount]]:
@@ -164,7 +173,7 @@ async def _read_locked(
     dialect = conn.capabilities.dialect
     params = Params(dialect)
     sql = (
-        "SELECT * FROM patient"  # noqa: S608 (placeholders only)
+        f"SELECT {_columns(Patient)} FROM patient"  # noqa: S608 (model columns, placeholders)
         f" WHERE {id_list(dialect, 'id', params(id_list_value(dialect, ids)))}"
     )
     if practice_id is not None:
@@ -177,7 +186,7 @@ async def _read_locked(
         return patients, {}
     params = Params(dialect)
     rows = await conn.execute_query_dict(
-        "SELECT * FROM portal_account"  # noqa: S608 (placeholders only)
+        f"SELECT {_columns(PortalAccount)} FROM portal_account"  # noqa: S608 (as above)
         f" WHERE {id_list(dialect, 'patient_id', params(id_list_value(dialect, list(patients))))}",
         params.values,
     )
@@ -188,6 +197,8 @@ async def _set_account(account: PortalAccount, columns: dict[str, Any]) -> None:
     """``UPDATE portal_account SET ...`` of these columns (names from this module only),
     and the same on the instance. Hand-written for the login path, where building the
     ORM's update query cost more event-loop time than running it (issue 15)."""
+    # Names are interpolated: only the model's own columns (callers pass constants).
+    assert set(columns) <= PortalAccount._meta.db_fields, columns
     conn = connections.get("default")
     params = Params(conn.capabilities.dialect)
     sets = ", ".join(f"{name} = {params(value)}" for name, value in columns.items())

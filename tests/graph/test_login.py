@@ -10,10 +10,11 @@ from typing import Any
 import httpx
 import pytest
 import time_machine
+from tortoise import connections
 
 from core.clock import utcnow
 from models import AuditEvent, PatientSession
-from tests.conftest import Api, Mailbox, Staff, body_text, token_from
+from tests.conftest import BACKEND, Api, Mailbox, Staff, body_text, token_from
 from tests.helpers import (
     PATIENT,
     REDEEM,
@@ -138,6 +139,31 @@ async def test_login_returns_a_session(api: Api, staff: Staff, mailbox: Mailbox)
     assert account["lastLoginAt"] is not None
     assert account["locked"] is False
     assert await AuditEvent.filter(action="login.succeeded", patient_id=pk(pid)).count() == 1
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="asyncpg's statement cache: PostgreSQL")
+async def test_logins_go_on_after_a_column_is_added_while_the_server_runs(
+    api: Api, staff: Staff, mailbox: Mailbox
+) -> None:
+    """A migration of a later release adds columns while this one still serves (a
+    rolling deploy). The login reads the patient and the account inside its transaction,
+    from statements asyncpg has cached on the connection: a ``SELECT *`` would then fail
+    there (InvalidCachedStatementError, which asyncpg retries only outside a
+    transaction), on every pooled connection in turn. The pool hands back the connection
+    it last took (LIFO), so the logins below reuse the one whose cache the first filled."""
+    await active_patient(api, staff, mailbox)
+    assert (await login(api, USERNAME, STRONG_PASSWORD))["sessionToken"]
+    conn = connections.get("default")
+    added = ("patient", "portal_account")
+    for table in added:
+        await conn.execute_script(f"ALTER TABLE {table} ADD COLUMN rollout_probe INT")
+    try:
+        for _ in range(3):
+            result = await login(api, USERNAME, STRONG_PASSWORD)
+            assert result["userErrors"] == [] and result["sessionToken"], result
+    finally:
+        for table in added:
+            await conn.execute_script(f"ALTER TABLE {table} DROP COLUMN rollout_probe")
 
 
 # --- one answer for every failure ----------------------------------------------------

@@ -198,3 +198,16 @@ async def test_change_password_is_rate_limited(api: Api, staff: Staff, mailbox: 
         answers.append(codes(result["data"]["changePassword"]))
     assert answers[:2] == [["INVALID_CREDENTIALS"]] * 2
     assert answers[2] == ["RATE_LIMITED"]
+
+
+@pytest.mark.parametrize("settings_overrides", [PROXIED])
+async def test_a_forwarded_ipv6_zone_id_is_not_kept(api: Api) -> None:
+    """LOG-5: an IPv6 hop with a zone id ("fe80::1%<any length>") is audited as the
+    address alone: the zone names an interface of the sender's host, and its length is
+    unbounded (the audit column holds 64 characters; SQLite would store more, PostgreSQL
+    refuse the row)."""
+    zone = "z" * 100
+    await login(api, "nobody", "wrong-password-123", **{"X-Forwarded-For": f"fe80::1%{zone}"})
+    [*_, last] = await table_rows("audit_event")
+    assert last["action"] == "login.failed"
+    assert last["client_addr"] == "fe80::1"
