@@ -22,7 +22,7 @@ from onboarding.actor import Actor
 from onboarding.admin import STAFF_PREFIX
 from onboarding.listing import PatientReader
 from onboarding.sessions import SESSION_PREFIX, find_session
-from onboarding.sql import Params, connection, dialect_of
+from onboarding.sql import Params, columns_of, connection, dialect_of
 
 
 def client_address(request: Request, trusted_proxies: list[str]) -> str | None:
@@ -160,7 +160,8 @@ async def find_staff(token: str, ttl: timedelta) -> StaffUser | None:
     params = Params(dialect_of(conn))
     # Only the placeholder is formatted in; the digest travels as a parameter.
     sql = (
-        f"SELECT * FROM staff_user WHERE token_digest = {params(digest(token))}"  # noqa: S608
+        f"SELECT {columns_of(StaffUser)} FROM staff_user"  # noqa: S608
+        f" WHERE token_digest = {params(digest(token))}"
         " AND active AND revoked_at IS NULL LIMIT 1"
     )
     rows = await conn.execute_query_dict(sql, params.values)

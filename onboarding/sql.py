@@ -8,6 +8,7 @@ driver (``?n`` for sqlite3, ``$n`` for asyncpg), and values always travel as par
 from __future__ import annotations
 
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 
 from tortoise import connections
@@ -25,6 +26,14 @@ class Params:
         # referenced several times, as the status expression and keyset clause do.
         n = len(self.values)
         return f"?{n}" if self.dialect == "sqlite" else f"${n}"
+
+
+@cache
+def columns_of(model: type[Any]) -> str:
+    """A model's columns for a hand-written SELECT, named: a cached ``SELECT *`` fails
+    inside a transaction once a migration adds a column (asyncpg re-prepares a changed
+    statement only outside one), and would read trigger-kept columns the model lacks."""
+    return ", ".join(sorted(model._meta.db_fields))
 
 
 def connection() -> BaseDBAsyncClient:

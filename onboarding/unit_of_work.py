@@ -31,7 +31,6 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any
 
 from tortoise import connections
@@ -59,7 +58,7 @@ from models.bulk import id_list, id_list_value, insert_rows, set_column, unnest_
 from onboarding import audit, events, reach
 from onboarding.actor import Actor
 from onboarding.errors import ErrorCode
-from onboarding.sql import Params
+from onboarding.sql import Params, columns_of
 
 SESSION_PREFIX = "ses_"
 
@@ -150,14 +149,6 @@ def link_problem(
     return None
 
 
-@cache
-def _columns(model: type[Any]) -> str:
-    """The model's columns, named: a cached ``SELECT *`` would fail inside a transaction
-    once a migration adds a column (asyncpg's InvalidCachedStatementError, which it
-    retries only outside one), and would read the columns the triggers keep too."""
-    return ", ".join(sorted(model._meta.db_fields))
-
-
 async def _read_locked(
     ids: Sequence[int], practice_id: int | None
 ) -> tuple[dict[int, Patient], dict[int, PortalAccount]]:
@@ -173,7 +164,7 @@ async def _read_locked(
     dialect = conn.capabilities.dialect
     params = Params(dialect)
     sql = (
-        f"SELECT {_columns(Patient)} FROM patient"  # noqa: S608 (model columns, placeholders)
+        f"SELECT {columns_of(Patient)} FROM patient"  # noqa: S608 (model columns, placeholders)
         f" WHERE {id_list(dialect, 'id', params(id_list_value(dialect, ids)))}"
     )
     if practice_id is not None:
@@ -186,7 +177,7 @@ async def _read_locked(
         return patients, {}
     params = Params(dialect)
     rows = await conn.execute_query_dict(
-        f"SELECT {_columns(PortalAccount)} FROM portal_account"  # noqa: S608 (as above)
+        f"SELECT {columns_of(PortalAccount)} FROM portal_account"  # noqa: S608 (as above)
         f" WHERE {id_list(dialect, 'patient_id', params(id_list_value(dialect, list(patients))))}",
         params.values,
     )
