@@ -12,7 +12,7 @@ from core.clock import utcnow
 from models import AuditEvent
 from models.bulk import insert_rows
 from onboarding.actor import Actor
-from onboarding.sql import Params, connection, dialect_of
+from onboarding.sql import connection, insert_one
 
 _FORBIDDEN_DETAIL_KEYS = ("password", "token", "link", "email", "secret")
 
@@ -30,7 +30,7 @@ AUDIT_COLUMNS = (
 )
 # One event's INSERT: the bulk columns and its detail, stored as the model's JSONField
 # stores it (so the ORM reads it back the same).
-_RECORD_COLUMNS = ", ".join([name for name, _ in AUDIT_COLUMNS] + ["detail"])
+_RECORD_COLUMNS = (*(name for name, _ in AUDIT_COLUMNS), "detail")
 _DETAIL = AuditEvent._meta.fields_map["detail"]
 
 
@@ -49,11 +49,11 @@ async def record(
         bad = [k for k in detail if any(f in k.lower() for f in _FORBIDDEN_DETAIL_KEYS)]
         if bad:
             raise ValueError(f"audit detail must not carry secrets: {bad}")
-    conn = connection()
-    params = Params(dialect_of(conn))
-    marks = ", ".join(
-        params(value)
-        for value in (
+    await insert_one(
+        connection(),
+        "audit_event",
+        _RECORD_COLUMNS,
+        (
             practice_id if practice_id is not None else actor.practice_id,
             patient_id,
             actor.actor_type.value,
@@ -64,11 +64,7 @@ async def record(
             actor.client_addr,
             actor.request_id,
             _DETAIL.to_db_value(dict(detail) if detail else None, AuditEvent),
-        )
-    )
-    await conn.execute_query(
-        f"INSERT INTO audit_event ({_RECORD_COLUMNS}) VALUES ({marks})",  # noqa: S608
-        params.values,
+        ),
     )
 
 

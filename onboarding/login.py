@@ -24,7 +24,7 @@ from onboarding import audit, checkpoints
 from onboarding.actor import Actor
 from onboarding.credentials import weak_password
 from onboarding.errors import ErrorCode, Problem
-from onboarding.sql import Params, connection, dialect_of
+from onboarding.sql import Params, columns_of, connection, dialect_of
 from onboarding.unit_of_work import (
     PatientChange,
     locked,
@@ -47,11 +47,9 @@ class LoginResult:
 @cache
 def _named_sql() -> str:
     """The account and its patient in one row, each column prefixed by its table."""
-    columns = [f"a.{c} AS a_{c}" for c in sorted(PortalAccount._meta.db_fields)]
-    columns += [f"p.{c} AS p_{c}" for c in sorted(Patient._meta.db_fields)]
     return (
-        f"SELECT {', '.join(columns)} FROM portal_account a"  # noqa: S608 (model columns)
-        " JOIN patient p ON p.id = a.patient_id WHERE a.username_key = "
+        f"SELECT {columns_of(PortalAccount, 'a')}, {columns_of(Patient, 'p')}"  # noqa: S608 (model columns)
+        " FROM portal_account a JOIN patient p ON p.id = a.patient_id WHERE a.username_key = "
     )
 
 

@@ -7,6 +7,7 @@ driver (``?n`` for sqlite3, ``$n`` for asyncpg), and values always travel as par
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from functools import cache
 from typing import Any
@@ -29,11 +30,29 @@ class Params:
 
 
 @cache
-def columns_of(model: type[Any]) -> str:
+def columns_of(model: type[Any], alias: str | None = None) -> str:
     """A model's columns for a hand-written SELECT, named: a cached ``SELECT *`` fails
     inside a transaction once a migration adds a column (asyncpg re-prepares a changed
-    statement only outside one), and would read trigger-kept columns the model lacks."""
-    return ", ".join(sorted(model._meta.db_fields))
+    statement only outside one), and would read trigger-kept columns the model lacks.
+    With ``alias``, each is read from that table alias as ``<alias>_<column>``, so a
+    joined row can be split back into its models."""
+    names = sorted(model._meta.db_fields)
+    if alias is None:
+        return ", ".join(names)
+    return ", ".join(f"{alias}.{name} AS {alias}_{name}" for name in names)
+
+
+async def insert_one(
+    conn: BaseDBAsyncClient, table: str, columns: Sequence[str], values: Sequence[Any]
+) -> None:
+    """One row by a hand-written INSERT, for the hot single-row writes (an audit event, a
+    session): names are code constants, every value a parameter."""
+    params = Params(dialect_of(conn))
+    marks = ", ".join(params(value) for value in values)
+    await conn.execute_query(
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",  # noqa: S608
+        params.values,
+    )
 
 
 def connection() -> BaseDBAsyncClient:

@@ -58,7 +58,7 @@ from models.bulk import id_list, id_list_value, insert_rows, set_column, unnest_
 from onboarding import audit, events, reach
 from onboarding.actor import Actor
 from onboarding.errors import ErrorCode
-from onboarding.sql import Params, columns_of
+from onboarding.sql import Params, columns_of, insert_one
 
 SESSION_PREFIX = "ses_"
 
@@ -501,26 +501,20 @@ class PatientChange:
 
     async def create_session(self, account: PortalAccount, settings: Settings) -> str:
         """Sessions are opened only here, after the caller re-checked the account under
-        the lock. A must-change account's session may only change the password. A
-        hand-written INSERT, as in :func:`_set_account`."""
+        the lock. A must-change account's session may only change the password."""
         token = SESSION_PREFIX + new_token()
         now = utcnow()
-        conn = connections.get("default")
-        params = Params(conn.capabilities.dialect)
-        values = ", ".join(
-            params(value)
-            for value in (
+        await insert_one(
+            connections.get("default"),
+            "patient_session",
+            ("account_id", "token_digest", "full_access", "created_at", "expires_at"),
+            (
                 account.id,
                 digest(token),
                 not account.must_change_password,
                 now,
                 now + timedelta(minutes=settings.session_ttl_minutes),
-            )
-        )
-        await conn.execute_query(
-            "INSERT INTO patient_session (account_id, token_digest, full_access, created_at,"  # noqa: S608 (placeholders only)
-            f" expires_at) VALUES ({values})",
-            params.values,
+            ),
         )
         return token
 
