@@ -39,6 +39,7 @@ from graph.schema import build_schema
 from graph.services import Services
 from mail import outbox
 from mail.transports import Transport
+from models import search_index
 from models.database import connect, disconnect, migrate
 from onboarding import events
 from onboarding.expiry import announce_expired_invitations
@@ -263,6 +264,7 @@ def create_app(
             await asyncio.gather(*loops)
             await services.live.stop()
             await services.background.drain()
+            await search_index.drain()
             services.hasher.close()
             services.limiter.close()
             if manage_database:

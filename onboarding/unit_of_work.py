@@ -53,6 +53,7 @@ from models import (
     PortalAccount,
     Practice,
     RevokeReason,
+    search_index,
 )
 from models.bulk import id_list, id_list_value, insert_rows, set_column, unnest_select
 from onboarding import audit, events, reach
@@ -251,6 +252,9 @@ class PatientChange:
     # password is then ``account.activated`` rather than ``account.password_changed``).
     _activated: set[int] = field(default_factory=set)
     _practice: Practice | None = None
+    # A large write's entries in the patient search index wait until after commit
+    # (models/search_index.py).
+    merge_search_index: bool = False
 
     # -- reads (inside the lock) ----------------------------------------------------
 
@@ -274,6 +278,12 @@ class PatientChange:
         patient = self.patient(link.patient_id) if link is not None else None
         return link, link_problem(link, patient, utcnow())
 
+    async def _writing_patients(self, count: int) -> None:
+        """Before an update of ``count`` patient rows."""
+        if not self.merge_search_index:
+            conn = connections.get("default")
+            self.merge_search_index = await search_index.defer_merge(conn, count)
+
     # -- the portal switch ---------------------------------------------------------
 
     async def enable_portal(self, patient_ids: Sequence[int]) -> list[int]:
@@ -287,6 +297,7 @@ class PatientChange:
             and p.chart_status in INVITABLE_CHART_STATUSES
         ]
         if ids:
+            await self._writing_patients(len(ids))
             await Patient.filter(id__in=ids).update(portal_enabled=True)
             for pid in ids:
                 self.patients[pid].portal_enabled = True
@@ -296,6 +307,7 @@ class PatientChange:
         """Access ends with everything that grants it: links and sessions (TOK-5)."""
         if not patient_ids:
             return
+        await self._writing_patients(len(patient_ids))
         await Patient.filter(id__in=list(patient_ids)).update(portal_enabled=False)
         for pid in patient_ids:
             if pid in self.patients:
@@ -374,6 +386,7 @@ class PatientChange:
             for pid, address in patients
         ]
         conn = connections.get("default")
+        await self._writing_patients(len(rows))
         if conn.capabilities.dialect == "postgres":
             new_ids = await _insert_links_and_point(conn, rows)
         else:
@@ -713,6 +726,8 @@ async def patient_change(
         elif ids:
             change.patients, change.accounts = await _read_locked(ids, practice_id)
         yield change
+    if change.merge_search_index:
+        search_index.merge_soon()
     if change.mail_queued:
         outbox.announce()
     for owner, written in change.events_written:

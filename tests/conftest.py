@@ -27,6 +27,7 @@ from tortoise import Tortoise, connections
 
 from core.settings import Settings
 from graph.app import create_app
+from models import search_index
 from models.database import connect, disconnect, migrate
 from onboarding.admin import create_practice, create_staff
 from tests import twilio_fake
@@ -258,6 +259,7 @@ async def api(
     async with httpx.AsyncClient(transport=transport, base_url="http://portal.test") as client:
         yield Api(client, app, settings)
     await app.state.services.background.drain()
+    await search_index.drain()
     app.state.services.hasher.close()
     app.state.services.limiter.close()
 
