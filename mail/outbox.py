@@ -4,8 +4,7 @@ back change sends nothing and a committed one is never lost."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from operator import attrgetter
 
 import orjson
@@ -18,7 +17,8 @@ from models.bulk import insert_rows
 
 @dataclass(frozen=True)
 class Queued:
-    """One message on its way into the outbox; field order is the INSERT's column order."""
+    """One message on its way into the outbox; field order is the INSERT's column order
+    (``enqueue`` adds the instants)."""
 
     practice_id: int
     patient_id: int | None
@@ -29,8 +29,6 @@ class Queued:
     channel: str = "email"  # or "sms": to_addr is then an E.164 number
     status: str = OutboxStatus.PENDING.value
     attempts: int = 0
-    next_attempt_at: datetime = field(default_factory=utcnow)
-    created_at: datetime = field(default_factory=utcnow)
 
 
 COLUMNS = (
@@ -46,7 +44,7 @@ COLUMNS = (
     ("next_attempt_at", "timestamptz"),
     ("created_at", "timestamptz"),
 )
-assert tuple(name for name, _ in COLUMNS) == tuple(Queued.__dataclass_fields__)
+assert tuple(name for name, _ in COLUMNS[:-2]) == tuple(Queued.__dataclass_fields__)
 
 
 def message(
@@ -69,14 +67,19 @@ def message(
     )
 
 
-_ROW = attrgetter(*(name for name, _ in COLUMNS))
+_ROW = attrgetter(*Queued.__dataclass_fields__)
 
 
 async def enqueue(messages: Sequence[Queued]) -> None:
     # Plain multi-row INSERTs: a bulk invitation queues 10,000 messages at once. The rows
     # are read with attrgetter, not dataclasses.astuple, which deep-copies every field
-    # (0.6 s of a 10,000-message invitation, spent holding its locks).
-    await insert_rows(OutboxMessage._meta.db_table, COLUMNS, [_ROW(m) for m in messages])
+    # (0.6 s of a 10,000-message invitation, spent holding its locks). The messages of
+    # one call are due and created at one instant: one parameter per column, where an
+    # instant per message sent two arrays of 10,000 timestamps (about 15 ms of the
+    # driver's encoding, with the locks held).
+    now = utcnow()
+    rows = [(*_ROW(m), now, now) for m in messages]
+    await insert_rows(OutboxMessage._meta.db_table, COLUMNS, rows)
 
 
 # Dispatchers that want to hear of new mail at once rather than at their next poll.
