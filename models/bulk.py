@@ -107,6 +107,19 @@ def id_list(dialect: str, column: str, mark: str) -> str:
     return f"{column} IN (SELECT value FROM json_each({mark}))"  # noqa: S608 (names are code)
 
 
+def not_in_id_list(dialect: str, column: str, mark: str) -> str:
+    """``column`` is none of the ids in ``mark`` (from :func:`id_list_value`).
+
+    On PostgreSQL a subquery, which it hashes in every plan. ``NOT (column =
+    ANY(array))`` is hashed only while the array is a constant of a custom plan; from
+    the sixth run of a prepared statement on a connection PostgreSQL may keep a generic
+    plan, which then searched the array linearly for every row: the revocation of a
+    10,000-patient invitation went from about 0.2 s to 0.7 s in a long-running server."""
+    if dialect == "postgres":
+        return f"{column} NOT IN (SELECT unnest({mark}::int[]))"
+    return f"NOT ({id_list(dialect, column, mark)})"
+
+
 def id_list_value(dialect: str, ids: Sequence[int]) -> Any:
     return list(ids) if dialect == "postgres" else json.dumps(list(ids))
 

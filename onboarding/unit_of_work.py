@@ -55,7 +55,14 @@ from models import (
     RevokeReason,
     search_index,
 )
-from models.bulk import id_list, id_list_value, insert_rows, set_column, unnest_select
+from models.bulk import (
+    id_list,
+    id_list_value,
+    insert_rows,
+    not_in_id_list,
+    set_column,
+    unnest_select,
+)
 from onboarding import audit, events, reach
 from onboarding.actor import Actor
 from onboarding.errors import ErrorCode
@@ -334,7 +341,7 @@ class PatientChange:
             f" WHERE {ids} AND used_at IS NULL AND revoked_at IS NULL"
         )
         if keep:
-            sql += f" AND NOT ({id_list(dialect, 'id', params(id_list_value(dialect, keep)))})"
+            sql += f" AND {not_in_id_list(dialect, 'id', params(id_list_value(dialect, keep)))}"
         await conn.execute_query(sql, params.values)
 
     async def revoke_link(self, link_id: int, reason: RevokeReason) -> bool:
