@@ -13,6 +13,10 @@ connection, off the request. Search results are always complete (PostgreSQL read
 pending list too); until the merge ends (about 0.1 s for 10,000 rows) a search scans the
 list as well and is slower (~11 ms against ~1 ms measured). If the process stops first,
 the next insert past the default limit, or autovacuum, merges it. SQLite: nothing to do.
+
+Only the index's owner may merge (as for VACUUM). A database user that does not own
+``patient`` would pile the entries up for a later write to merge inside its own
+statement, so the limit is raised only when this process may merge.
 """
 
 from __future__ import annotations
@@ -34,20 +38,31 @@ DEFER_FROM_ROWS = 1_000
 LIMIT = "64MB"
 
 _merges = Background()
+_INSUFFICIENT_PRIVILEGE = "42501"
+# Whether this process's database user may merge the pending list (None: not asked yet).
+_may_merge: bool | None = None
 
 # Every GIN index of ``patient`` (the one of 0019, or 0007's where 0019 kept it).
-_MERGE = (
-    "SELECT gin_clean_pending_list(i.indexrelid) FROM pg_index i"
-    " JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam"
+_GIN_INDEXES = (
+    " FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+    " JOIN pg_am am ON am.oid = c.relam"
     " WHERE i.indrelid = 'patient'::regclass AND am.amname = 'gin'"
 )
+_MERGE = "SELECT gin_clean_pending_list(i.indexrelid)" + _GIN_INDEXES
+# A row when this user may merge every one (owner, member of the owner, or superuser).
+_MAY_MERGE = "SELECT 1" + _GIN_INDEXES + " HAVING bool_and(pg_has_role(c.relowner, 'USAGE'))"
 
 
 async def defer_merge(conn: Any, rows: int) -> bool:
     """Inside a transaction about to update ``rows`` patients: let their index entries
     wait in the pending list. True when the caller must :func:`merge_soon` after
     commit."""
+    global _may_merge  # noqa: PLW0603 (asked once per process)
     if conn.capabilities.dialect != "postgres" or rows < DEFER_FROM_ROWS:
+        return False
+    if _may_merge is None:
+        _may_merge = bool(await conn.execute_query_dict(_MAY_MERGE))
+    if not _may_merge:
         return False
     await conn.execute_query(f"SET LOCAL gin_pending_list_limit = '{LIMIT}'")
     return True
@@ -59,12 +74,16 @@ def merge_soon() -> None:
 
 
 async def _merge() -> None:
+    global _may_merge  # noqa: PLW0603
     try:
         await connections.get("default").execute_query(_MERGE)
     except OperationalError as exc:
-        # The merge needs the index's owner (as VACUUM does). A database user that does
-        # not own the schema leaves it to autovacuum; nothing is lost either way.
-        log.warning("search_index.merge_skipped", error=type(exc).__name__)
+        # Ownership taken away since it was asked: stop deferring, so later large writes
+        # merge inside their own statement as they would without this module. Any other
+        # failure leaves the list to the next merge or autovacuum.
+        if getattr(exc.__cause__, "sqlstate", None) == _INSUFFICIENT_PRIVILEGE:
+            _may_merge = False
+        log.warning("search_index.merge_skipped", error=type(exc.__cause__ or exc).__name__)
 
 
 async def drain() -> None:

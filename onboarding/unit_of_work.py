@@ -727,14 +727,18 @@ async def patient_change(
     the change leaves after commit."""
     ids = sorted(set(patient_ids))
     change = PatientChange(actor, practice_id, ids)
-    async with in_transaction():
-        if ids and bulk:
-            change.patients = await read_bulk_rows(ids, practice_id, lock=True)
-        elif ids:
-            change.patients, change.accounts = await _read_locked(ids, practice_id)
-        yield change
-    if change.merge_search_index:
-        search_index.merge_soon()
+    try:
+        async with in_transaction():
+            if ids and bulk:
+                change.patients = await read_bulk_rows(ids, practice_id, lock=True)
+            elif ids:
+                change.patients, change.accounts = await _read_locked(ids, practice_id)
+            yield change
+    finally:
+        # Index entries outlive a rollback (they point at dead rows until vacuum): a
+        # deferred merge is due either way.
+        if change.merge_search_index:
+            search_index.merge_soon()
     if change.mail_queued:
         outbox.announce()
     for owner, written in change.events_written:

@@ -26,13 +26,15 @@ async def generic_plan(sql: str, values: list[Any]) -> str:
     conn = connections.get("default")
     literals = ", ".join("NULL" for _ in values)
     async with conn.acquire_connection() as raw:
-        async with raw.transaction():
-            await raw.execute(f"PREPARE probe AS {sql}")
-            try:
+        await raw.execute(f"PREPARE probe AS {sql}")
+        try:
+            async with raw.transaction():
                 await raw.execute("SET LOCAL plan_cache_mode = force_generic_plan")
                 rows = await raw.fetch(f"EXPLAIN EXECUTE probe({literals})")
-            finally:
-                await raw.execute("DEALLOCATE probe")
+        finally:
+            # Outside the transaction, so that a failure above is not hidden by
+            # "current transaction is aborted".
+            await raw.execute("DEALLOCATE probe")
     return "\n".join(r[0] for r in rows)
 
 
