@@ -36,7 +36,13 @@ class LinkToken(Model):
     patient_id: int
     created_by_id: int | None
     id = fields.IntField(primary_key=True)
-    practice = fields.ForeignKeyField("models.Practice", related_name=False)
+    # No database constraint on the practice and the creator (migration 0022): a bulk
+    # invitation of 10,000 patients paid a per-row key check for each, 80-100 ms of its
+    # statement (docs/onboarding-speed.md), and neither guarded anything the patient's
+    # key does not: the link goes with its patient (ON DELETE CASCADE), the patient with
+    # its practice, and ``practice_id`` is always the patient's, written under its lock.
+    # ``created_by_id`` only says who asked; staff rows are deactivated, not deleted.
+    practice = fields.ForeignKeyField("models.Practice", related_name=False, db_constraint=False)
     patient = fields.ForeignKeyField("models.Patient", related_name="links")
     digest = fields.CharField(max_length=64, unique=True)
     purpose = fields.CharEnumField(LinkPurpose, max_length=16)
@@ -44,7 +50,11 @@ class LinkToken(Model):
     # "email" or "sms" (then ``sent_to`` is an E.164 number).
     channel = fields.CharField(max_length=8, default="email", db_default="email")
     created_by = fields.ForeignKeyField(
-        "models.StaffUser", related_name=False, null=True, on_delete=fields.SET_NULL
+        "models.StaffUser",
+        related_name=False,
+        null=True,
+        on_delete=fields.SET_NULL,
+        db_constraint=False,
     )
     created_at = fields.DatetimeField()
     expires_at = fields.DatetimeField()
