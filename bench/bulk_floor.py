@@ -15,10 +15,12 @@ Scenarios:
 
 - **rows**: only the rows today's contract writes per patient: a link, an outbox message,
   an audit row, an ``invitation.sent`` event and one webhook delivery per endpoint of the
-  practice. No patient state, no revocation, no reads.
+  practice. No patient state, no revocation, no reads. The tables' keys are the
+  database's as migrated (since migration 0022 a link's only key is its patient's).
 - **narrow**: a redesign that writes no ``patient`` row: the link state (last link, open
   until, status class and the name keys of the status-filter index) in a narrow table of
-  its own (created and filled inside the transaction, untimed); outbox messages and
+  its own (a real table created and filled inside the transaction, untimed, with a key
+  on the last link as ``patient.last_link_id`` has); outbox messages and
   webhook deliveries gone (the link row is the message, endpoints read the event log
   with a cursor); older links still revoked by an UPDATE; audit rows and events kept.
 - **narrow-no-revoke**: the same, with older links superseded by the pointer alone (a
@@ -55,7 +57,7 @@ LINK_INSERT = (
     " SELECT $1::int, v.pid, v.digest, 'invitation', v.sent_to, NULL, $4::timestamptz,"
     " $5::timestamptz, 'queued', 0, false, 'email'"
     " FROM unnest($2::int[], $3::text[], $6::text[]) AS v(pid, digest, sent_to)"
-    " RETURNING id, patient_id"
+    " RETURNING id, patient_id, sent_to"
 )
 OUTBOX = (
     "INSERT INTO outbox_message (practice_id, patient_id, link_id, kind, to_addr, params,"
@@ -91,19 +93,22 @@ REVOKE = (
     " AND id NOT IN (SELECT unnest($2::int[]))"
 )
 NARROW_SETUP = [
-    "CREATE TEMP TABLE link_state (patient_id int PRIMARY KEY, practice_id int NOT NULL,"
+    # A real table (a temporary one writes no WAL and lives in local buffers), with the
+    # key on the last link that ``patient.last_link_id`` has today; rolled back with
+    # the rest.
+    "CREATE TABLE bench_link_state (patient_id int PRIMARY KEY, practice_id int NOT NULL,"
     " status_class varchar NOT NULL, last_name_key varchar NOT NULL,"
-    " first_name_key varchar NOT NULL, last_link_id int, link_open_until timestamptz)"
-    " ON COMMIT DROP",
-    "INSERT INTO link_state SELECT id, practice_id, status_class, last_name_key,"
+    " first_name_key varchar NOT NULL, last_link_id int REFERENCES link_token (id),"
+    " link_open_until timestamptz)",
+    "INSERT INTO bench_link_state SELECT id, practice_id, status_class, last_name_key,"
     " first_name_key, last_link_id, link_open_until FROM patient",
-    "CREATE INDEX ON link_state (practice_id, status_class, last_name_key, first_name_key,"
+    "CREATE INDEX ON bench_link_state (practice_id, status_class, last_name_key, first_name_key,"
     " patient_id)",
-    "CREATE INDEX ON link_state (practice_id, link_open_until) WHERE link_open_until IS NOT NULL",
-    "ANALYZE link_state",
+    "CREATE INDEX ON bench_link_state (practice_id, link_open_until) WHERE link_open_until IS NOT NULL",
+    "ANALYZE bench_link_state",
 ]
 NARROW_LINKS = (
-    f"WITH new AS ({LINK_INSERT}), pointed AS (UPDATE link_state s SET last_link_id = new.id,"
+    f"WITH new AS ({LINK_INSERT}), pointed AS (UPDATE bench_link_state s SET last_link_id = new.id,"
     " link_open_until = $5::timestamptz, status_class = 'INVITED' FROM new"
     " WHERE s.patient_id = new.patient_id) SELECT id, patient_id FROM new"
 )
@@ -157,7 +162,8 @@ async def _scenario(
             ]
             link_ids = [r["id"] for r in links]
             pids = [r["patient_id"] for r in links]
-            await timed("outbox", OUTBOX, practice, pids, link_ids, emails, now, params)
+            addresses = [r["sent_to"] for r in links]
+            await timed("outbox", OUTBOX, practice, pids, link_ids, addresses, now, params)
         else:
             for sql in NARROW_SETUP:
                 await conn.execute(sql)
