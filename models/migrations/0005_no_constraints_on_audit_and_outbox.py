@@ -28,7 +28,11 @@ class DropForeignKey(ops.AlterField):
         raise NotImplementedError("constraints dropped by 0005 are not put back")
 
 
-def _fk(model: str, column: str, null: bool = True) -> fields.Field:
+def _fk(
+    model: str, column: str, null: bool = True, on_delete: OnDelete = OnDelete.CASCADE
+) -> fields.Field:
+    """The field as a migration state records it, without its database constraint
+    (0022 uses it too)."""
     return fields.ForeignKeyField(  # type: ignore[call-overload]
         model,
         source_field=column,
@@ -36,7 +40,7 @@ def _fk(model: str, column: str, null: bool = True) -> fields.Field:
         db_constraint=False,
         to_field="id",
         related_name=False,
-        on_delete=OnDelete.CASCADE,
+        on_delete=on_delete,
     )
 
 

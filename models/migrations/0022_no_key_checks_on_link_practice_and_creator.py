@@ -8,22 +8,10 @@ keeps those 0001 created (Tortoise would rebuild the table to drop them)."""
 
 import importlib
 
-from tortoise import fields, migrations
+from tortoise import migrations
 from tortoise.fields.base import OnDelete
 
 _0005 = importlib.import_module("models.migrations.0005_no_constraints_on_audit_and_outbox")
-
-
-def _fk(model: str, column: str, *, null: bool, on_delete: OnDelete) -> fields.Field:
-    return fields.ForeignKeyField(  # type: ignore[call-overload]
-        model,
-        source_field=column,
-        null=null,
-        db_constraint=False,
-        to_field="id",
-        related_name=False,
-        on_delete=on_delete,
-    )
 
 
 class Migration(migrations.Migration):
@@ -36,12 +24,12 @@ class Migration(migrations.Migration):
             "LinkToken",
             "practice",
             "link_token",
-            _fk("models.Practice", "practice_id", null=False, on_delete=OnDelete.CASCADE),
+            _0005._fk("models.Practice", "practice_id", null=False),
         ),
         _0005.DropForeignKey(
             "LinkToken",
             "created_by",
             "link_token",
-            _fk("models.StaffUser", "created_by_id", null=True, on_delete=OnDelete.SET_NULL),
+            _0005._fk("models.StaffUser", "created_by_id", on_delete=OnDelete.SET_NULL),
         ),
     ]
