@@ -43,12 +43,12 @@ import secrets
 import statistics
 import time
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
-from bench.bulk import TABLES
+from bench.bulk import TABLES, TTL
 from bench.common import require_loopback
 
 LINK_INSERT = (
@@ -136,7 +136,7 @@ async def _scenario(
     conn: asyncpg.Connection, name: str, practice: int, ids: list[int], emails: list[str]
 ) -> dict[str, float]:
     now = datetime.now(UTC)
-    expires = now + timedelta(hours=72)
+    expires = now + TTL
     digests = [hashlib.sha256(secrets.token_bytes(32)).hexdigest() for _ in ids]
     times: dict[str, float] = {}
 
