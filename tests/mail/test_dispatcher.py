@@ -17,7 +17,7 @@ from core.clock import utcnow
 from core.link_keys import LinkKeys
 from core.settings import Settings
 from mail.dispatcher import BACKOFF_BASE_SECONDS, Dispatcher
-from mail.transports import FileTransport, Outcome, Outgoing
+from mail.transports import FileTransport, Outcome, Outgoing, _write_private
 from models import LinkToken, OutboxMessage, OutboxStatus, Patient
 from onboarding.delivery import record_delivery_outcome
 from tests.conftest import Api, Mailbox, Staff, body_text, free_port, token_from
@@ -471,6 +471,22 @@ async def test_file_transport_writes_one_eml_per_message(tmp_path: Path) -> None
     assert first["From"] == settings.mail_from
     assert "https://x#token=abc" in body_text(first)
     assert first["Message-ID"] and first["Date"]
+    # owner-only files, and nothing else left in the folder (no half-written message)
+    files = sorted((tmp_path / "outbox").iterdir())
+    assert [f.suffix for f in files] == [".eml", ".eml"]
+    assert {f.stat().st_mode & 0o777 for f in files} == {0o600}
+
+
+def test_a_message_that_fails_to_write_leaves_no_file(tmp_path: Path) -> None:
+    class Unwritable:  # not bytes: the write itself raises, after the file was opened
+        pass
+
+    with pytest.raises(TypeError):
+        _write_private(tmp_path / "m.eml", Unwritable())  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+    _write_private(tmp_path / "m.eml", b"Subject: whole\r\n\r\nbody\r\n")
+    assert [f.name for f in tmp_path.iterdir()] == ["m.eml"]
+    assert (tmp_path / "m.eml").read_bytes().startswith(b"Subject: whole")
 
 
 async def test_file_transport_through_the_dispatcher(
