@@ -36,9 +36,11 @@ async def new_patient(base: str, token: str, n: int) -> str:
     return result["data"]["createPatient"]["patient"]["id"]
 
 
-async def until_seen(client, base: str, token: str, pid: str) -> None:  # type: ignore[no-untyped-def]
+async def until_seen(client, base: str, token: str, pid: str, marker: str) -> None:  # type: ignore[no-untyped-def]
     """Toggle a warm-up patient until the client hears of it: its subscription is then
-    registered, so a later silence means something."""
+    registered, so a later silence means something. Then enable ``marker`` once and read
+    up to its event, so that no late warm-up event is left for the test to misread (a
+    quiet gap is no proof: a toggle's event may come after it)."""
     deadline = time.monotonic() + 20
     enabled = False
     while time.monotonic() < deadline:
@@ -46,11 +48,14 @@ async def until_seen(client, base: str, token: str, pid: str) -> None:  # type: 
         enabled = not enabled
         change = await client.next(0.5)
         if change is not None:
-            assert change["patientId"] == pid
-            while await client.next(0.3) is not None:
-                pass
-            return
-    raise AssertionError("the subscription never heard the warm-up patient")
+            break
+    else:
+        raise AssertionError("the subscription never heard the warm-up patient")
+    await gql(base, token, ENABLE, {"ids": [marker]})
+    while change is None or change["patientId"] != marker:
+        assert change is None or change["patientId"] == pid, change
+        assert time.monotonic() < deadline, "the marker patient's event never came"
+        change = await client.next(1)
 
 
 # Pub/sub uses no keys; the servers' rate limits write a few in this database.
@@ -88,6 +93,8 @@ async def _scenario(reader: str, writer: str, staff: Staff, other_staff: Staff) 
     warm = await new_patient(writer, staff.token, 1)
     other_warm = await new_patient(writer, other_staff.token, 2)
     target = await new_patient(writer, staff.token, 3)
+    marker = await new_patient(writer, staff.token, 4)
+    other_marker = await new_patient(writer, other_staff.token, 5)
     # and live clients of the reader process: this practice, this practice filtered to
     # another patient, and another practice
     async with (
@@ -95,8 +102,8 @@ async def _scenario(reader: str, writer: str, staff: Staff, other_staff: Staff) 
         live_client(reader, staff.token, SUBSCRIBE, {"ids": [warm]}) as filtered,
         live_client(reader, other_staff.token, SUBSCRIBE) as theirs,
     ):
-        await until_seen(mine, writer, staff.token, warm)
-        await until_seen(theirs, writer, other_staff.token, other_warm)
+        await until_seen(mine, writer, staff.token, warm, marker)
+        await until_seen(theirs, writer, other_staff.token, other_warm, other_marker)
         while await filtered.next(0.3) is not None:
             pass
         # when staff enable the target patient through the writer process
@@ -134,10 +141,10 @@ async def test_a_subscriber_that_falls_behind_is_dropped_with_a_clear_close_code
 ) -> None:
     # given a server whose subscribers may have two events waiting
     async with server_process(tmp_path, live_buffer="2") as base:
-        ids = [await new_patient(base, staff.token, n) for n in range(1, 6)]
+        ids = [await new_patient(base, staff.token, n) for n in range(1, 7)]
         async with live_client(base, staff.token, SUBSCRIBE) as client:
-            warm = ids.pop()
-            await until_seen(client, base, staff.token, warm)
+            marker, warm = ids.pop(), ids.pop()
+            await until_seen(client, base, staff.token, warm, marker)
             # when one bulk change brings four events at once
             await gql(base, staff.token, ENABLE, {"ids": ids})
             # then the client is closed with 4008 and the reason, not left behind

@@ -278,26 +278,28 @@ async def test_an_smtp_server_slower_than_the_lease_never_gets_a_row_twice(
 ) -> None:
     """Why 2: 7 s per message made a batch outlive the fixed lease, and a second worker
     sent all 200 again while the first was still sending."""
-    # a batch of 14 at 1 s each takes 14 s; the lease is 11 s
+    # a batch of 18 at 1 s each takes 18 s; the lease is 14 s, the shortest the settings
+    # allow for a 2 s SMTP timeout (a whole second of room over the server's delay, so a
+    # busy machine does not turn the delay into timeouts)
     with SmtpServer(delay=1.0) as smtp:
         env = worker_env(
             fault_db,
             smtp.port,
             mail_connections=1,
-            smtp_timeout_seconds=1.5,
-            mail_lease_seconds=11,
+            smtp_timeout_seconds=2,
+            mail_lease_seconds=14,
         )
         migrate(env)
-        addresses = await enqueue(fault_db, 14)
+        addresses = await enqueue(fault_db, 18)
         workers = [Worker(env, tmp_path / "a.log")]
         try:
             await asyncio.sleep(1.0)
             workers.append(Worker(env, tmp_path / "b.log"))
-            assert await wait_for(all_sent(fault_db, len(addresses)), 60)
+            assert await wait_for(all_sent(fault_db, len(addresses)), 90)
             lost, duplicated = smtp.lost_and_duplicated(addresses)
             print(
                 f"\nFAULT slow-smtp: messages={len(addresses)} seconds_per_message=1.0"
-                f" lease=11s lost={lost} duplicated={duplicated}"
+                f" lease=14s lost={lost} duplicated={duplicated}"
             )
             assert lost == 0
             assert duplicated == 0
