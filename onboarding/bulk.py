@@ -58,6 +58,38 @@ async def requested_ids(
     return [str(i) for i in ids], []
 
 
+async def still_selected(
+    practice_id: int, request: BulkRequest, raw_ids: Sequence[str], settings: Any
+) -> list[str]:
+    """Call under the lock: of the ids a filter chose before it, those it still selects.
+    A patient another request moved out of the filter meanwhile (given credentials by
+    hand, so no longer NOT_INVITED) is left out, as if the filter had been read after
+    that change. Ids named by the request are all kept: their rows are judged as such."""
+    if request.filter is None:
+        return list(raw_ids)
+    reader = PatientReader(practice_id, timedelta(days=settings.temporary_password_ttl_days))
+    locked = parse_ids(raw_ids)
+    keep = set(await reader.ids(request.filter, len(locked), within=locked))
+    return [r for r in raw_ids if parse_id(r) in keep]
+
+
+async def twin_outcome(
+    idempotency: Idempotency | None, error: Exception, from_json: Callable[[dict[str, Any]], Any]
+) -> BulkOutcome:
+    """After an IntegrityError: a request with the same key committed first. A twin is
+    answered as it was (nothing done twice); a different request with that key is
+    refused as it is when it comes second (an empty success would claim rows it never
+    acted on). Any other integrity error is not the key's and goes on up."""
+    if idempotency is None:
+        raise error
+    stored, problem = await idempotency.stored()
+    if problem:
+        return BulkOutcome(problems=[problem])
+    if stored is None:
+        raise error
+    return BulkOutcome(results=[from_json(r) for r in stored])
+
+
 def idempotency_for(
     practice_id: int, operation: str, request: BulkRequest, **extra: Any
 ) -> Idempotency | None:

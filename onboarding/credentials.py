@@ -136,6 +136,17 @@ async def set_credentials(
             # password was hashed wins.
             if problem := _eligibility_problem(current):
                 return CredentialsResult(None, [problem])
+            # Judged again on the address on file now: it may have changed while hashing.
+            if password is not None and (
+                weak := weak_password(
+                    password,
+                    "password",
+                    min_length=min_length,
+                    username=username,
+                    email=current.email,
+                )
+            ):
+                return CredentialsResult(None, [weak])
             account = await change.set_password(
                 current,
                 change.account(patient.id),

@@ -27,6 +27,8 @@ from onboarding.bulk import (
     parse_ids,
     resolve_patients,
     start,
+    still_selected,
+    twin_outcome,
 )
 from onboarding.errors import ErrorCode, Problem
 from onboarding.unit_of_work import IssuedLink, patient_change
@@ -198,12 +200,14 @@ async def send_invitations(
         return answer
     ttl: timedelta = settings.staff_link_ttl
 
-    async def plan(patients: dict[int, Patient]) -> tuple[list[InvitationResult], dict[int, Any]]:
+    async def plan(
+        patients: dict[int, Patient], ids: Sequence[str]
+    ) -> tuple[list[InvitationResult], dict[int, Any]]:
         shared = await shared_address_counts(
             practice_id, [p.email_key for p in patients.values() if p.email_key]
         )
         return _plan(
-            raw_ids,
+            ids,
             patients,
             shared,
             _with_password(patients),
@@ -215,7 +219,7 @@ async def send_invitations(
 
     if request.dry_run:
         _, patients = await resolve_patients(practice_id, raw_ids)
-        results, _ = await plan(patients)
+        results, _ = await plan(patients, raw_ids)
         return BulkOutcome(results=results)
     keys = LinkKeys.from_settings(settings)
     wanted = parse_ids(raw_ids)
@@ -228,7 +232,10 @@ async def send_invitations(
         async with patient_change(actor, wanted, practice_id=practice_id, bulk=True) as change:
             # Planned on the charts as they are under the lock: an address changed a
             # moment ago is the one the link goes to (never the previous one).
-            results, chosen = await plan(change.patients)
+            # ... and on the filter as it selects now (a row it no longer selects is
+            # left out, not invited).
+            ids = await still_selected(practice_id, request, raw_ids, settings)
+            results, chosen = await plan(change.patients, ids)
             links = await change.issue_links(
                 [(pid, planned_address(chosen[pid])) for pid in chosen],
                 purpose=LinkPurpose.INVITATION,
@@ -260,12 +267,8 @@ async def send_invitations(
             await change.record_many(actor, "invitation.sent", list(chosen))
             if idempotency:
                 await idempotency.record([r.to_json() for r in results])
-    except IntegrityError:
-        if idempotency is None:
-            raise
-        # A twin request with the same key committed first: answer as it did, send nothing.
-        stored, _ = await idempotency.stored()
-        return BulkOutcome(results=[InvitationResult.from_json(r) for r in stored or []])
+    except IntegrityError as error:
+        return await twin_outcome(idempotency, error, InvitationResult.from_json)
     return BulkOutcome(results=results)
 
 

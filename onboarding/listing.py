@@ -361,9 +361,14 @@ class PatientReader:
         rows = (self._row(r, True, True, True) for r in records)
         return {r.id: r for r in rows}
 
-    async def ids(self, flt: OnboardingFilter | None, limit: int) -> list[int]:
-        """Every id the filter selects, in list order, at most ``limit`` (bulk by filter)."""
+    async def ids(
+        self, flt: OnboardingFilter | None, limit: int, *, within: Sequence[int] | None = None
+    ) -> list[int]:
+        """Every id the filter selects, in list order, at most ``limit`` (bulk by filter);
+        ``within``: only among these."""
         q, status = self._filtered(flt)
+        if within is not None:
+            q.where.append(f"p.id IN ({', '.join(q.params(i) for i in within) or 'NULL'})")
         # The status column is unused here but binds the time parameters every query
         # declares (PostgreSQL refuses parameters it cannot type).
         sql = (

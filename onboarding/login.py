@@ -211,6 +211,17 @@ async def change_password(
                 fresh, settings, reason="change_password", count=not ok
             )
             return ChangeResult(None, [WRONG_CURRENT])
+        # Judged again on the username and address now on file: staff may have changed
+        # either while the password was hashed.
+        weak = weak_password(
+            new_password,
+            "newPassword",
+            min_length=settings.password_min_length,
+            username=fresh.username,
+            email=current_patient.email,
+        )
+        if weak:
+            return ChangeResult(None, [weak])
         fresh = await change.set_password(
             current_patient,
             fresh,

@@ -8,6 +8,7 @@ from tortoise.exceptions import IntegrityError
 
 from core.settings import Settings
 from models import INVITABLE_CHART_STATUSES, Patient, RevokeReason
+from onboarding import checkpoints
 from onboarding.actor import Actor
 from onboarding.bulk import (
     BulkOutcome,
@@ -18,6 +19,8 @@ from onboarding.bulk import (
     parse_ids,
     resolve_patients,
     start,
+    still_selected,
+    twin_outcome,
 )
 from onboarding.errors import ErrorCode, Problem
 from onboarding.unit_of_work import patient_change
@@ -50,21 +53,20 @@ async def enable_portal(actor: Actor, request: BulkRequest, settings: Settings) 
     if request.dry_run:
         _, patients = await resolve_patients(actor.practice_id, raw_ids)
         return BulkOutcome(results=_enable_results(raw_ids, patients))
+    await checkpoints.reached("enable.before_lock")
     try:
         async with patient_change(
             actor, parse_ids(raw_ids), practice_id=actor.practice_id, bulk=True
         ) as change:
             # Judged under the lock: a chart made inactive a moment ago stays disabled.
-            results = _enable_results(raw_ids, change.patients)
+            ids = await still_selected(actor.practice_id, request, raw_ids, settings)
+            results = _enable_results(ids, change.patients)
             if idempotency:
                 await idempotency.record([r.to_json() for r in results])
             enabled = await change.enable_portal([r.patient_id for r in results if r.ok])  # type: ignore[misc]
             await change.record_many(actor, "portal.enabled", enabled)
-    except IntegrityError:
-        # A twin request with the same key committed first: answer as it did.
-        assert idempotency is not None
-        stored, _ = await idempotency.stored()
-        return BulkOutcome(results=[RowResult.from_json(r) for r in stored or []])
+    except IntegrityError as error:
+        return await twin_outcome(idempotency, error, RowResult.from_json)
     return BulkOutcome(results=results)
 
 

@@ -17,7 +17,7 @@ from onboarding.credentials import username_problem, username_taken, weak_passwo
 from onboarding.errors import ErrorCode, Problem, ProblemError
 from onboarding.invitations import shared_address_counts
 from onboarding.links import find_link
-from onboarding.unit_of_work import link_problem, patient_change
+from onboarding.unit_of_work import PatientChange, link_problem, patient_change
 
 RECENT_EMAIL_CHANGE = timedelta(days=30)
 
@@ -98,24 +98,11 @@ async def redeem_token(
             refused = None
             link.patient = patient
             account = change.account(patient_id)
-            dob_needed = await _dob_required(link, account, settings)
-            if dob_needed and date_of_birth != patient.date_of_birth:
-                failures = await change.count_dob_failure(link_id, settings.redeem_dob_max_failures)
-                await change.record(
-                    actor,
-                    "link.dob_mismatch",
-                    patient_id=patient_id,
-                    practice_id=patient.practice_id,
-                    outcome="failure",
-                    detail={"failures": failures},
-                )
-                return None, [
-                    Problem(
-                        ErrorCode.DATE_OF_BIRTH_MISMATCH,
-                        "the date of birth does not match",
-                        ("dateOfBirth",),
-                    )
-                ]
+            if (
+                await _dob_required(link, account, settings)
+                and date_of_birth != patient.date_of_birth
+            ):
+                return None, [await _dob_mismatch(change, actor, link_id, patient, settings)]
     if refused:
         return await _refused(actor, state.link, refused)
     assert patient is not None and link is not None
@@ -150,6 +137,27 @@ async def redeem_token(
     try:
         async with patient_change(actor, [patient_id]) as change:
             current = change.patient(patient_id)
+            fresh_account = change.account(patient_id)
+            if current is not None and (await change.link(link_id))[1] is None:
+                # What the first step and the password's checks were based on may have
+                # changed while hashing (the account came into use, staff renamed it,
+                # the address changed): decided again on what is there now, before
+                # anything is written, as a request arriving now would be.
+                link.patient = current
+                if (
+                    await _dob_required(link, fresh_account, settings)
+                    and date_of_birth != current.date_of_birth
+                ):
+                    return None, [await _dob_mismatch(change, actor, link_id, current, settings)]
+                weak = weak_password(
+                    password,
+                    "password",
+                    min_length=settings.password_min_length,
+                    username=chosen_username or (fresh_account.username if fresh_account else None),
+                    email=current.email,
+                )
+                if weak:
+                    return None, [weak]
             if current is None or not await change.consume_link(link_id):
                 # Lost the race, or the link expired or was revoked while hashing.
                 _, error = await change.link(link_id)
@@ -157,7 +165,6 @@ async def redeem_token(
             if link_problem(link, current, utcnow()) == ErrorCode.TOKEN_INVALID:
                 # Access ended (disabled, chart inactive) after the first look.
                 raise ProblemError(Problem(ErrorCode.TOKEN_INVALID, CANNOT, ("token",)))
-            fresh_account = change.account(patient_id)
             if (fresh_account is None) != (account is None):
                 # An account appeared (or went) meanwhile: the username question was
                 # answered for the other case. Ask again with this link.
@@ -189,6 +196,24 @@ async def redeem_token(
 
 
 CANNOT = "this link cannot be used"
+
+
+async def _dob_mismatch(
+    change: PatientChange, actor: Actor, link_id: int, patient: Patient, settings: Settings
+) -> Problem:
+    """Counts the wrong answer on the link (enough of them revoke it) and audits it."""
+    failures = await change.count_dob_failure(link_id, settings.redeem_dob_max_failures)
+    await change.record(
+        actor,
+        "link.dob_mismatch",
+        patient_id=patient.id,
+        practice_id=patient.practice_id,
+        outcome="failure",
+        detail={"failures": failures},
+    )
+    return Problem(
+        ErrorCode.DATE_OF_BIRTH_MISMATCH, "the date of birth does not match", ("dateOfBirth",)
+    )
 
 
 async def _refused(

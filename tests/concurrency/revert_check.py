@@ -1,4 +1,4 @@
-"""Check that each race test of issue 9 fails when its fix is reverted.
+"""Check that each race test (issue 9; the re-checks of stop 29) fails when its fix is reverted.
 
 Each entry names a file, the text of the fix, what to put back instead, and the tests
 (-k) that must then fail. The script edits the file, runs those tests, and restores the
@@ -97,6 +97,42 @@ muts = {
         '    _, early = await resolve_patients(practice_id, raw_ids)\n    await checkpoints.reached("invite.before_lock")\n    try:\n        async with patient_change(actor, wanted, practice_id=practice_id, bulk=True) as change:\n            change.patients.update(early)\n            results, chosen = await plan(early)\n',
         "test_4_a_bulk_invitation",
     ),
+    "R1 redemption: date of birth not asked again under the lock": (
+        "onboarding/redemption.py",
+        "                if (\n                    await _dob_required(link, fresh_account, settings)\n                    and date_of_birth != current.date_of_birth\n                ):\n                    return None, [await _dob_mismatch(change, actor, link_id, current, settings)]\n",
+        "",
+        "test_r1",
+    ),
+    "R2a redemption: password not judged again under the lock": (
+        "onboarding/redemption.py",
+        "                if weak:\n                    return None, [weak]\n",
+        "",
+        "test_r2_a_redeemed",
+    ),
+    "R2b change_password: password not judged again under the lock": (
+        "onboarding/login.py",
+        "        if weak:\n            return ChangeResult(None, [weak])\n        fresh = await change.set_password(",
+        "        fresh = await change.set_password(",
+        "test_r2_a_changed",
+    ),
+    "R2c set_credentials: password not judged again under the lock": (
+        "onboarding/credentials.py",
+        "            if password is not None and (\n",
+        "            if False and (\n",
+        "test_r2_a_staff",
+    ),
+    "R3 bulk by filter: filter not applied again under the lock": (
+        "onboarding/bulk.py",
+        "    if request.filter is None:\n        return list(raw_ids)\n",
+        "    if True:\n        return list(raw_ids)\n",
+        "test_r3",
+    ),
+    "R4 idempotency: a key lost to another request answers empty": (
+        "onboarding/bulk.py",
+        "    if problem:\n        return BulkOutcome(problems=[problem])\n    if stored is None:\n        raise error\n",
+        "    if stored is None:\n        return BulkOutcome()\n",
+        "test_r4",
+    ),
 }
 only = sys.argv[2:]
 for name, m in muts.items():
@@ -110,7 +146,8 @@ for name, m in muts.items():
     mutated = src.replace(old, new, 1)
     if name.startswith("M4"):
         mutated = mutated.replace(
-            "results, chosen = await plan(change.patients)", "results, chosen = await plan(before)"
+            "results, chosen = await plan(change.patients, ids)",
+            "results, chosen = await plan(before, ids)",
         )
     open(f, "w").write(mutated)
     try:
