@@ -265,6 +265,9 @@ class Settings(BaseSettings):
             problems.append("PORTAL_SMS_BACKEND is not twilio or off")
         if not self.link_base_url.startswith("https://"):
             problems.append("PORTAL_LINK_BASE_URL is not https")
+        if self.webhook_allow_private:
+            # For tests only (SPEC 8.8): it also lifts the https rule for endpoints.
+            problems.append("PORTAL_WEBHOOK_ALLOW_PRIVATE is true")
         if "secret_key" not in self.model_fields_set or not self.secret_key.get_secret_value():
             # A per-host file secret would make one host refuse another's cursors.
             problems.append("PORTAL_SECRET_KEY is not set")

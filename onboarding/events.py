@@ -85,7 +85,9 @@ def configure(settings: Settings) -> None:
 
 
 async def _endpoints_for(practice_id: int, event_type: str) -> list[int]:
-    rows = await WebhookEndpoint.filter(practice_id=practice_id, enabled=True).values_list(
+    # Disabled endpoints too: their deliveries wait (the worker claims only enabled
+    # endpoints' rows) and go out when the endpoint is enabled again (docs/events.md).
+    rows = await WebhookEndpoint.filter(practice_id=practice_id).values_list(
         "id", "event_types"
     )
     return [endpoint_id for endpoint_id, types in rows if not types or event_type in types]

@@ -182,21 +182,35 @@ class WebhookWorker:
             "webhook-signature": signature_header(endpoint, msg_id, timestamp, body),
         }
         started = time.perf_counter()
+        deadline = self.settings.webhook_timeout_seconds
         try:
-            async with self.client().stream(
-                "POST", endpoint.url, content=body, headers=headers
-            ) as response:
-                excerpt = b""
-                async for chunk in response.aiter_raw():
-                    excerpt += chunk
-                    if len(excerpt) >= EXCERPT_BYTES:
-                        break
-                latency = int((time.perf_counter() - started) * 1000)
-                text = excerpt[:EXCERPT_BYTES].decode("utf-8", "replace")
-                return Outcome(
-                    200 <= response.status_code < 300, response.status_code, latency, text, None
-                )
-        except httpx.HTTPError as exc:
+            # httpx's timeout bounds each read, not the whole answer: a receiver that
+            # drips a header byte every few seconds would hold this batch (and every
+            # practice's deliveries behind it) for hours. The attempt has one deadline.
+            async with asyncio.timeout(deadline):
+                async with self.client().stream(
+                    "POST", endpoint.url, content=body, headers=headers
+                ) as response:
+                    excerpt = b""
+                    async for chunk in response.aiter_raw():
+                        excerpt += chunk
+                        if len(excerpt) >= EXCERPT_BYTES:
+                            break
+                    latency = int((time.perf_counter() - started) * 1000)
+                    text = excerpt[:EXCERPT_BYTES].decode("utf-8", "replace")
+                    return Outcome(
+                        200 <= response.status_code < 300,
+                        response.status_code,
+                        latency,
+                        text,
+                        None,
+                    )
+        except TimeoutError:
+            latency = int((time.perf_counter() - started) * 1000)
+            return Outcome(False, None, latency, None, f"no whole answer within {deadline:g} s")
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError, OSError) as exc:
+            # InvalidURL and ValueError: a URL stored before the stricter check (it is
+            # not an HTTPError); settled as a failed attempt, not left leased forever.
             latency = int((time.perf_counter() - started) * 1000)
             # The class and message of the failure, never the URL (it may hold a key).
             return Outcome(False, None, latency, None, f"{type(exc).__name__}: {exc}"[:300])

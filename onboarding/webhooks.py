@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
+from tortoise.transactions import in_transaction
+
 from core.clock import utcnow
 from core.settings import Settings
-from models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from models import Practice, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from onboarding import audit, events
 from onboarding.actor import Actor
 from onboarding.errors import ErrorCode, Problem
@@ -53,10 +55,24 @@ def signature_header(endpoint: WebhookEndpoint, msg_id: str, timestamp: int, bod
 # -- where an endpoint may point (SSRF) ---------------------------------------------
 
 
+# IPv6 forms that carry an IPv4 address a gateway may forward to: NAT64's well-known
+# prefix (RFC 6052) and the deprecated IPv4-compatible form (RFC 4291 2.5.5.1).
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
 def _public(address: str) -> bool:
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.is_site_local:  # fec0::/10: deprecated, still routed inside some sites
+            return False
+        teredo = ip.teredo
+        inner = ip.ipv4_mapped or ip.sixtofour or (teredo[1] if teredo else None)
+        if inner is None and (ip in _NAT64 or ip in _IPV4_COMPATIBLE):
+            inner = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if inner is not None:
+            ip = inner  # judged by the IPv4 address it reaches
     return ip.is_global and not ip.is_multicast
 
 
@@ -64,6 +80,10 @@ async def url_problem(url: str, settings: Settings) -> str | None:
     """Why the service must not call ``url``, or None. Checked when an endpoint is
     registered and again before every delivery (DNS can change in between): every
     address the name resolves to must be public, unless ``webhook_allow_private``."""
+    # urlsplit drops tabs and newlines silently, and the HTTP client then refuses the
+    # URL at every delivery: refused here instead, with spaces and control characters.
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return "must not contain spaces or control characters"
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -71,6 +91,10 @@ async def url_problem(url: str, settings: Settings) -> str | None:
         return "not a valid URL"
     if parts.scheme not in ("https", "http") or not parts.hostname:
         return "must be an https URL"
+    if not parts.hostname.isascii():
+        # Python's resolver encodes a name by IDNA 2003, the HTTP client by IDNA 2008:
+        # "ß" would be checked as "ss" and called as "xn--zca", two different hosts.
+        return "must name its host in ASCII (an international name in its xn-- form)"
     if parts.username or parts.password:
         return "must not carry credentials"
     if settings.webhook_allow_private:
@@ -79,7 +103,8 @@ async def url_problem(url: str, settings: Settings) -> str | None:
         return "must be an https URL"
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port or 443)
-    except OSError:
+    except (OSError, UnicodeError, ValueError):
+        # UnicodeError: an empty or over-long label ("a..b.com").
         return "the host name does not resolve"
     addresses = {str(info[4][0]) for info in infos}
     if not addresses or not all(_public(a) for a in addresses):
@@ -116,24 +141,31 @@ async def create_endpoint(
         ]
     if why := await url_problem(url, settings):
         return None, [Problem(ErrorCode.URL_NOT_ALLOWED, f"the URL {why}", ("url",))]
-    if await WebhookEndpoint.filter(practice_id=practice_id).count() >= MAX_ENDPOINTS_PER_PRACTICE:
-        return None, [
-            Problem(
-                ErrorCode.INVALID_INPUT,
-                f"a practice has at most {MAX_ENDPOINTS_PER_PRACTICE} endpoints",
-            )
-        ]
     secret = new_secret()
-    endpoint = await WebhookEndpoint.create(
-        practice_id=practice_id,
-        url=url,
-        event_types=sorted(set(event_types)),
-        secret=secret,
-        enabled=True,
-        created_at=utcnow(),
-        created_by_id=actor.actor_id,
-    )
-    await audit.record(actor, "webhook.created", detail={"endpoint": endpoint.id})
+    async with in_transaction():
+        # The cap is counted under the practice's row lock (SQLite: the write lock), so
+        # concurrent requests cannot each see room for one more.
+        await Practice.select_for_update().filter(id=practice_id).first()
+        if (
+            await WebhookEndpoint.filter(practice_id=practice_id).count()
+            >= MAX_ENDPOINTS_PER_PRACTICE
+        ):
+            return None, [
+                Problem(
+                    ErrorCode.INVALID_INPUT,
+                    f"a practice has at most {MAX_ENDPOINTS_PER_PRACTICE} endpoints",
+                )
+            ]
+        endpoint = await WebhookEndpoint.create(
+            practice_id=practice_id,
+            url=url,
+            event_types=sorted(set(event_types)),
+            secret=secret,
+            enabled=True,
+            created_at=utcnow(),
+            created_by_id=actor.actor_id,
+        )
+        await audit.record(actor, "webhook.created", detail={"endpoint": endpoint.id})
     return CreatedEndpoint(endpoint, secret), []
 
 

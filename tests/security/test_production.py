@@ -56,6 +56,7 @@ def test_production_accepts_a_clinic_that_does_not_text() -> None:
         ({"secret_key": ""}, "PORTAL_SECRET_KEY"),
         ({"sms_backend": "file"}, "SMS_BACKEND"),
         ({"sms_backend": "console"}, "SMS_BACKEND"),
+        ({"webhook_allow_private": True}, "PORTAL_WEBHOOK_ALLOW_PRIVATE"),
     ],
     ids=[
         "sqlite",
@@ -67,6 +68,7 @@ def test_production_accepts_a_clinic_that_does_not_text() -> None:
         "empty-key",
         "file-sms",
         "console-sms",
+        "webhooks-to-private-addresses",
     ],
 )
 def test_production_refuses_development_defaults(change: dict[str, Any], complaint: str) -> None:
