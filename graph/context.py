@@ -177,4 +177,13 @@ async def find_staff(token: str, ttl: timedelta) -> StaffUser | None:
     return staff
 
 
+async def staff_still_valid(staff: StaffUser, ttl: timedelta) -> bool:
+    """Whether the token ``staff`` was authenticated with is still live (a long-lived
+    connection, the live subscription, authenticates once and asks this again)."""
+    fresh = await StaffUser.filter(
+        id=staff.id, token_digest=staff.token_digest, active=True, revoked_at=None
+    ).first()
+    return fresh is not None and (fresh.token_issued_at or fresh.created_at) + ttl > utcnow()
+
+
 Info = StrawberryInfo[Context, None]

@@ -11,18 +11,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import cast
 
 import strawberry
 from starlette.websockets import WebSocket
 
-from graph.context import Info
+from graph.context import Info, staff_still_valid
 from graph.ids import PATIENT, global_id, patient_pk
 from graph.live import SLOW_SUBSCRIBER_CLOSE_CODE, SLOW_SUBSCRIBER_REASON
 from graph.types.enums import PortalStatus
 from graph.types.patient import Patient
 from models import PortalEvent
+
+# As for a connection_init without a valid staff token: the client must authenticate anew.
+REVOKED_CLOSE_CODE = 4403
+REVOKED_REASON = "the staff token is no longer valid"
 
 
 @strawberry.type(description="A change of one patient's portal state (docs/events.md).")
@@ -70,6 +74,9 @@ class Subscription:
         practice_id = ctx.practice_id  # raises for anyone but staff
         wanted_ids = {patient_pk(i) for i in patient_ids} if patient_ids is not None else None
         wanted_statuses = {s.value for s in statuses} if statuses is not None else None
+        staff = ctx.staff
+        assert staff is not None  # practice_id let only staff through
+        ttl = timedelta(days=ctx.services.settings.staff_token_ttl_days)
         hub = ctx.services.live
         subscriber = hub.subscribe(practice_id)
         dropped = asyncio.ensure_future(subscriber.dropped.wait())
@@ -90,6 +97,13 @@ class Subscription:
                     continue
                 if wanted_statuses is not None and event.portal_status not in wanted_statuses:
                     continue
+                # The token was checked once, at connection_init: staff revoked, made
+                # inactive or expired since then hear nothing more (one key lookup per
+                # pushed change, beside the row the change carries).
+                if not await staff_still_valid(staff, ttl):
+                    websocket = cast(WebSocket, ctx.request)
+                    await websocket.close(code=REVOKED_CLOSE_CODE, reason=REVOKED_REASON)
+                    return
                 yield OnboardingChange.from_model(event)
         finally:
             dropped.cancel()

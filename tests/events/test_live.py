@@ -154,3 +154,25 @@ async def test_a_subscriber_that_falls_behind_is_dropped_with_a_clear_close_code
             assert closed.value.rcvd is not None
             assert closed.value.rcvd.code == 4008
             assert "too slow" in closed.value.rcvd.reason
+
+
+async def test_a_revoked_staff_token_hears_nothing_more(staff: Staff, tmp_path: Path) -> None:
+    # given a live client of a staff user, and another staff user of the same practice
+    from onboarding.admin import create_staff, revoke_staff
+
+    async with server_process(tmp_path) as base:
+        warm = await new_patient(base, staff.token, 1)
+        marker = await new_patient(base, staff.token, 2)
+        target = await new_patient(base, staff.token, 3)
+        _, colleague = await create_staff(staff.practice_id, "Other desk")
+        async with live_client(base, staff.token, SUBSCRIBE) as client:
+            await until_seen(client, base, staff.token, warm, marker)
+            # when the first user's token is revoked and the colleague changes a patient
+            await revoke_staff(staff.staff_id)
+            result = await gql(base, colleague, ENABLE, {"ids": [target]})
+            assert result["data"]["enablePortal"]["results"][0]["userErrors"] == []
+            # then the socket is closed with 4403 before anything about the patient is sent
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(client.ws.recv(), 10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+            assert "no longer valid" in closed.value.rcvd.reason
