@@ -36,7 +36,7 @@ from core.ids import patient_global_id
 from core.settings import Settings
 from models import PortalEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from onboarding.sql import Params, as_datetime
-from onboarding.webhooks import signature_header, url_problem
+from onboarding.webhooks import checked_transport, signature_header, url_problem
 
 log = structlog.get_logger("webhooks")
 
@@ -116,6 +116,8 @@ class WebhookWorker:
                 # A redirect could point anywhere (SSRF); a 3xx is a failed attempt.
                 follow_redirects=False,
                 trust_env=False,
+                # Addresses are checked again when connecting (DNS rebinding).
+                transport=checked_transport(self.settings),
                 headers={"user-agent": "patient-portal-webhooks/1"},
             )
         return self._client

@@ -13,10 +13,15 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
+import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
+import httpcore
+import httpx
 from tortoise.transactions import in_transaction
 
 from core.clock import utcnow
@@ -101,15 +106,80 @@ async def url_problem(url: str, settings: Settings) -> str | None:
         return None
     if parts.scheme != "https":
         return "must be an https URL"
+    _, why = await public_addresses(parts.hostname, port or 443)
+    return why
+
+
+async def public_addresses(host: str, port: int) -> tuple[list[str], str | None]:
+    """Every address ``host`` resolves to, in the resolver's order, if all are public;
+    else why not."""
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port or 443)
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError, ValueError):
         # UnicodeError: an empty or over-long label ("a..b.com").
-        return "the host name does not resolve"
-    addresses = {str(info[4][0]) for info in infos}
+        return [], "the host name does not resolve"
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses or not all(_public(a) for a in addresses):
-        return "resolves to a private, loopback or link-local address"
-    return None
+        return [], "resolves to a private, loopback or link-local address"
+    return addresses, None
+
+
+class CheckedNetwork(httpcore.AsyncNetworkBackend):
+    """Connects only where the check allows, checked when connecting: the host is
+    resolved here, every address must be public, and the connection goes to one of
+    those very addresses (TLS and the Host header still name the host). A name that
+    re-resolves to a private address after ``url_problem`` (DNS rebinding) gets no
+    connection."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self._inner = httpcore.AnyIOBackend()
+        self._allow_private = allow_private
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        if self._allow_private:
+            return await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        addresses, why = await public_addresses(host, port)
+        if why:
+            raise httpcore.ConnectError(f"refused: the host {why}")
+        failure: Exception | None = None
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
+            except httpcore.ConnectError as exc:
+                failure = exc
+        assert failure is not None
+        raise failure
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("webhooks are sent over TCP only")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def checked_transport(settings: Settings) -> httpx.AsyncHTTPTransport:
+    """httpx's transport with its connection pool rebuilt on :class:`CheckedNetwork`
+    (httpx takes no network backend of its own; the pool is httpcore's, documented)."""
+    transport = httpx.AsyncHTTPTransport(trust_env=False)
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=httpx.create_ssl_context(trust_env=False),
+        network_backend=CheckedNetwork(settings.webhook_allow_private),
+    )
+    return transport
 
 
 # -- management ---------------------------------------------------------------------

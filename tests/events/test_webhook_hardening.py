@@ -13,12 +13,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import pytest
 
 from core.settings import Settings
 from models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from onboarding.webhook_worker import WebhookWorker
-from onboarding.webhooks import MAX_ENDPOINTS_PER_PRACTICE, _public, url_problem
+from onboarding.webhooks import MAX_ENDPOINTS_PER_PRACTICE, _public, checked_transport, url_problem
 from tests.conftest import Api, Staff
 from tests.events.receiver import Receiver, running_receiver
 from tests.events.test_webhooks import (
@@ -196,3 +197,52 @@ async def test_an_unusable_host_is_a_user_error_not_a_crash(api: Api, staff: Sta
 )
 def test_ipv6_forms_are_judged_by_the_address_they_reach(address: str, public: bool) -> None:
     assert _public(address) is public
+
+
+@contextmanager
+def counting_listener() -> Iterator[tuple[int, list[int]]]:
+    """A loopback TCP listener that counts the connections it accepts."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.2)
+    accepted: list[int] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            accepted.append(1)
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1], accepted
+    finally:
+        stop.set()
+        thread.join(2)
+        listener.close()
+
+
+async def test_the_address_is_checked_again_when_connecting() -> None:
+    """The check before a delivery and the connection resolve the name separately; a
+    name that re-resolves to a private address in between (DNS rebinding) must get no
+    connection. ``localhost`` stands for such a name: it reaches the connection here
+    without the earlier check, and the real resolver answers 127.0.0.1."""
+    with counting_listener() as (port, accepted):
+        async with httpx.AsyncClient(transport=checked_transport(STRICT)) as client:
+            with pytest.raises(httpx.ConnectError, match="private, loopback"):
+                await client.post(f"https://localhost:{port}/hook", content=b"{}")
+        await asyncio.sleep(0.3)
+        assert accepted == []
+        # the same transport with private addresses allowed (tests) does connect
+        allowed = Settings(_env_file=None, webhook_allow_private=True)  # type: ignore[call-arg]
+        async with httpx.AsyncClient(transport=checked_transport(allowed)) as client:
+            with pytest.raises(httpx.HTTPError):
+                await client.post(f"http://localhost:{port}/hook", content=b"{}")
+        await asyncio.sleep(0.3)
+        assert accepted == [1]
