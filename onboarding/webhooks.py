@@ -214,8 +214,9 @@ async def create_endpoint(
     secret = new_secret()
     async with in_transaction():
         # The cap is counted under the practice's row lock (SQLite: the write lock), so
-        # concurrent requests cannot each see room for one more.
-        await Practice.select_for_update().filter(id=practice_id).first()
+        # concurrent requests cannot each see room for one more. NO KEY: other writers'
+        # foreign-key checks on the practice (new patients, staff) are not held up.
+        await Practice.select_for_update(no_key=True).filter(id=practice_id).first()
         if (
             await WebhookEndpoint.filter(practice_id=practice_id).count()
             >= MAX_ENDPOINTS_PER_PRACTICE
