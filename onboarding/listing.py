@@ -19,6 +19,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from core.clock import utcnow
 from core.enums import member_of
 from core.objects import filled
+from models.bulk import id_list, id_list_value
 from onboarding.sql import Params, as_date, as_datetime, connection, dialect_of, like_pattern
 from onboarding.status import (
     LINK_BUCKET_SECONDS,
@@ -368,7 +369,9 @@ class PatientReader:
         ``within``: only among these."""
         q, status = self._filtered(flt)
         if within is not None:
-            q.where.append(f"p.id IN ({', '.join(q.params(i) for i in within) or 'NULL'})")
+            # One parameter, however many ids (a bulk action has up to 10,000).
+            mark = q.params(id_list_value(self.dialect, within))
+            q.where.append(id_list(self.dialect, "p.id", mark))
         # The status column is unused here but binds the time parameters every query
         # declares (PostgreSQL refuses parameters it cannot type).
         sql = (
