@@ -172,11 +172,15 @@ class CheckedNetwork(httpcore.AsyncNetworkBackend):
 
 
 def checked_transport(settings: Settings) -> httpx.AsyncHTTPTransport:
-    """httpx's transport with its connection pool rebuilt on :class:`CheckedNetwork`
-    (httpx takes no network backend of its own; the pool is httpcore's, documented)."""
+    """httpx's transport with its httpcore connection pool rebuilt on
+    :class:`CheckedNetwork` (httpx's constructor takes no network backend), with
+    httpx's default pool limits, and room for every concurrent attempt."""
     transport = httpx.AsyncHTTPTransport(trust_env=False)
     transport._pool = httpcore.AsyncConnectionPool(
         ssl_context=httpx.create_ssl_context(trust_env=False),
+        max_connections=max(100, settings.webhook_concurrency),
+        max_keepalive_connections=20,
+        keepalive_expiry=5.0,
         network_backend=CheckedNetwork(settings.webhook_allow_private),
     )
     return transport
