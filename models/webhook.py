@@ -5,6 +5,7 @@ transaction that changes the patient, so an event exists exactly when its change
 Webhook deliveries are written in the same statement, one per event and subscribed
 endpoint; the delivery loop only reads and settles them."""
 
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from tortoise import fields
@@ -53,6 +54,9 @@ class WebhookEndpoint(Model):
     enabled = fields.BooleanField(default=True)
     disabled_reason = fields.CharField(max_length=500, null=True)
     disabled_at = fields.DatetimeField(null=True)
+    # When staff last enabled it again: the failure window that disables an endpoint
+    # starts no earlier, so events kept while it was off do not disable it at once.
+    enabled_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField()
     created_by_id = fields.IntField(null=True)
 
@@ -64,6 +68,11 @@ class WebhookDeliveryStatus(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
     FAILED = "failed"
+
+
+# The next attempt of a delivery whose endpoint is disabled: kept, never due (the worker
+# parks them so its claim does not walk them on every poll; enabling sets them due).
+PARKED = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 class WebhookDelivery(Model):

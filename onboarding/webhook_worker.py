@@ -35,6 +35,7 @@ from core.clock import utcnow
 from core.ids import patient_global_id
 from core.settings import Settings
 from models import PortalEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from models.webhook import PARKED
 from onboarding.sql import Params, as_datetime
 from onboarding.webhooks import checked_transport, signature_header, url_problem
 
@@ -147,7 +148,16 @@ class WebhookWorker:
         if params.dialect == "postgres":
             heads += " FOR UPDATE OF d SKIP LOCKED"
         lease = params(lease_until)
+        # Deliveries of disabled endpoints (kept, docs/events.md) would be due forever
+        # and walked by every claim: parked once instead; enabling makes them due.
+        park = Params(params.dialect)
+        parked = (
+            f"UPDATE webhook_delivery SET next_attempt_at = {park(PARKED)}"  # noqa: S608
+            f" WHERE status = 'pending' AND next_attempt_at <= {park(now)}"
+            " AND endpoint_id IN (SELECT id FROM webhook_endpoint WHERE NOT enabled)"
+        )
         async with in_transaction() as tx:
+            await tx.execute_query(parked, park.values)
             rows = await tx.execute_query_dict(
                 f"UPDATE webhook_delivery SET lease_until = {lease}"  # noqa: S608
                 f" WHERE id IN ({heads})"
@@ -219,7 +229,9 @@ class WebhookWorker:
 
     # -- settle ----------------------------------------------------------------------
 
-    async def _settle(self, claimed: Claimed, outcome: Outcome) -> None:
+    async def _settle(
+        self, claimed: Claimed, outcome: Outcome, enabled_at: datetime | None = None
+    ) -> None:
         now = utcnow()
         attempts = claimed.attempts + 1
         async with in_transaction():
@@ -249,7 +261,10 @@ class WebhookWorker:
                 error=outcome.error,
             )
             window = timedelta(hours=self.settings.webhook_retry_hours)
-            if changed and not outcome.ok and now - claimed.created_at >= window:
+            # Failing since the event, or since staff last enabled the endpoint if later
+            # (events kept while it was off are not a day of failures).
+            since = max(claimed.created_at, enabled_at or claimed.created_at)
+            if changed and not outcome.ok and now - since >= window:
                 what = (
                     f"HTTP {outcome.status_code}"
                     if outcome.status_code is not None
@@ -285,7 +300,7 @@ class WebhookWorker:
                 return  # deleted meanwhile; its deliveries went with it
             async with gate:
                 outcome = await self._send(endpoint, event)
-            await self._settle(item, outcome)
+            await self._settle(item, outcome, endpoint.enabled_at)
 
         await asyncio.gather(*(one(c) for c in claimed))
         return len(claimed)

@@ -269,7 +269,7 @@ async def set_enabled(
     now = utcnow()
     columns: dict[str, object] = {"enabled": enabled}
     if enabled:
-        columns.update(disabled_reason=None, disabled_at=None)
+        columns.update(disabled_reason=None, disabled_at=None, enabled_at=now)
         # Waiting deliveries go out at once rather than at their backed-off time.
         await WebhookDelivery.filter(endpoint_id=endpoint.id, status="pending").update(
             next_attempt_at=now

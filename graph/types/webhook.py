@@ -16,6 +16,7 @@ from models import PortalEvent
 from models import WebhookAttempt as AttemptModel
 from models import WebhookDelivery as DeliveryModel
 from models import WebhookEndpoint as EndpointModel
+from models.webhook import PARKED
 
 
 @strawberry.type(description="Where a practice's events are posted (Standard Webhooks).")
@@ -96,7 +97,10 @@ class WebhookDelivery(Node):
             patient_id=global_id(PATIENT, delivery.patient_id),
             sequence=event.seq if event else 0,
             status=delivery.status.value,
-            next_attempt_at=delivery.next_attempt_at if delivery.status == "pending" else None,
+            # None while not due at any time: sent, failed, or waiting for its endpoint.
+            next_attempt_at=delivery.next_attempt_at
+            if delivery.status == "pending" and delivery.next_attempt_at < PARKED
+            else None,
             delivered_at=delivery.delivered_at,
             created_at=delivery.created_at,
             attempts=[WebhookAttempt.from_model(a) for a in attempts],

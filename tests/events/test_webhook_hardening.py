@@ -9,6 +9,7 @@ import asyncio
 import socket
 import threading
 import time
+from datetime import timedelta
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,8 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
+from core.clock import utcnow
 from core.settings import Settings
 from models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from models.webhook import PARKED
 from onboarding.webhook_worker import WebhookWorker
 from onboarding.webhooks import MAX_ENDPOINTS_PER_PRACTICE, _public, checked_transport, url_problem
 from tests.conftest import Api, Staff
@@ -40,6 +43,12 @@ def settings_overrides() -> dict[str, Any]:
         "webhook_retry_base_seconds": 0.01,
         "webhook_timeout_seconds": 1,
     }
+
+
+WAITING = """
+query($id: ID!) {
+  webhookDeliveries(endpointId: $id, first: 10) { edges { node { status nextAttemptAt } } }
+}"""
 
 
 @pytest.fixture
@@ -112,12 +121,38 @@ async def test_events_while_an_endpoint_is_disabled_wait_for_it(
     worker = WebhookWorker(api.settings)
     assert await worker.drain() == 0
     assert receiver.received == []
+    # parked (no claim walks it again), and shown to staff as not due
+    assert (await WebhookDelivery.get()).next_attempt_at == PARKED
+    listed = await api.gql(WAITING, {"id": endpoint_id}, staff.token)
+    [edge] = listed["data"]["webhookDeliveries"]["edges"]
+    assert (edge["node"]["status"], edge["node"]["nextAttemptAt"]) == ("pending", None)
     # and goes out when staff enable the endpoint again
     result = await api.gql(ENABLE_ENDPOINT, {"id": endpoint_id}, staff.token)
     assert result["data"]["enableWebhookEndpoint"]["endpoint"]["enabled"] is True
     await deliver_all(worker, receiver, 1)
     await worker.close()
     assert verified(secret, receiver.delivered()[0])["type"] == "portal.enabled"
+
+
+async def test_events_kept_for_a_day_off_do_not_disable_the_endpoint_at_once(
+    api: Api, staff: Staff, receiver: Receiver
+) -> None:
+    # given an endpoint staff turned off for more than the 24 h failure window
+    endpoint_id, _ = await register(api, staff.token, receiver.url)
+    await api.gql(SET_ENABLED, {"id": endpoint_id}, staff.token)
+    await enabled_patient(api, staff.token)
+    await WebhookDelivery.all().update(created_at=utcnow() - timedelta(hours=25))
+    # when it is enabled again and its receiver fails once
+    await api.gql(ENABLE_ENDPOINT, {"id": endpoint_id}, staff.token)
+    receiver.fail_next = 1
+    worker = WebhookWorker(api.settings)
+    assert await worker.run_once() == 1
+    # then it stays enabled (one failure is no day of failures), and the event goes out
+    endpoint = await WebhookEndpoint.get()
+    assert (endpoint.enabled, endpoint.disabled_reason) == (True, None)
+    await deliver_all(worker, receiver, 1)
+    await worker.close()
+    assert (await WebhookDelivery.get()).status == "delivered"
 
 
 async def test_concurrent_registrations_stop_at_the_cap(api: Api, staff: Staff) -> None:
