@@ -64,17 +64,20 @@ def signature_header(endpoint: WebhookEndpoint, msg_id: str, timestamp: int, bod
 # prefix (RFC 6052) and the deprecated IPv4-compatible form (RFC 4291 2.5.5.1).
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+_IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # SIIT (RFC 2765)
+# NAT64 for local use (RFC 8215): leads into the site by definition.
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
 
 
 def _public(address: str) -> bool:
     ip: ipaddress.IPv4Address | ipaddress.IPv6Address
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address):
-        if ip.is_site_local:  # fec0::/10: deprecated, still routed inside some sites
+        if ip.is_site_local or ip in _LOCAL_NAT64:  # fec0::/10: deprecated, still routed
             return False
         teredo = ip.teredo
         inner = ip.ipv4_mapped or ip.sixtofour or (teredo[1] if teredo else None)
-        if inner is None and (ip in _NAT64 or ip in _IPV4_COMPATIBLE):
+        if inner is None and any(ip in n for n in (_NAT64, _IPV4_COMPATIBLE, _IPV4_TRANSLATED)):
             inner = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
         if inner is not None:
             ip = inner  # judged by the IPv4 address it reaches

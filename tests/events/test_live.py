@@ -167,7 +167,10 @@ async def test_a_revoked_staff_token_hears_nothing_more(staff: Staff, tmp_path: 
         _, colleague = await create_staff(staff.practice_id, "Other desk")
         async with live_client(base, staff.token, SUBSCRIBE) as client:
             await until_seen(client, base, staff.token, warm, marker)
-            # when the first user's token is revoked and the colleague changes a patient
+            # when the first user's token is revoked (a second after its last check:
+            # the token is asked again at most once a second) and a colleague changes
+            # a patient
+            await asyncio.sleep(1.1)
             await revoke_staff(staff.staff_id)
             result = await gql(base, colleague, ENABLE, {"ids": [target]})
             assert result["data"]["enablePortal"]["results"][0]["userErrors"] == []

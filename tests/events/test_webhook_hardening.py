@@ -225,6 +225,9 @@ async def test_an_unusable_host_is_a_user_error_not_a_crash(api: Api, staff: Sta
         ("::127.0.0.1", False),  # IPv4-compatible
         ("::ffff:10.0.0.1", False),  # IPv4-mapped
         ("fec0::1", False),  # site-local
+        ("64:ff9b:1::a00:1", False),  # local-use NAT64 (RFC 8215)
+        ("::ffff:0:a00:1", False),  # IPv4-translated 10.0.0.1
+        ("::ffff:0:808:808", True),  # IPv4-translated 8.8.8.8
         ("2001:0:4136:e378:8000:63bf:3fff:fdd2", False),  # Teredo: 192.0.2.45 inside
         ("2001:4860:4860::8888", True),
         ("fd00::1", False),
