@@ -182,7 +182,8 @@ class WebhookWorker:
     # -- send ------------------------------------------------------------------------
 
     async def _send(self, endpoint: WebhookEndpoint, event: PortalEvent) -> Outcome:
-        if why := await url_problem(endpoint.url, self.settings):
+        # The URL itself; its addresses are checked by the transport when it connects.
+        if why := await url_problem(endpoint.url, self.settings, resolve=False):
             return Outcome(False, None, 0, None, f"refused: the URL {why}")
         body = payload(event)
         msg_id = f"evt_{event.id}"

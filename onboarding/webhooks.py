@@ -84,10 +84,12 @@ def _public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-async def url_problem(url: str, settings: Settings) -> str | None:
+async def url_problem(url: str, settings: Settings, *, resolve: bool = True) -> str | None:
     """Why the service must not call ``url``, or None. Checked when an endpoint is
-    registered and again before every delivery (DNS can change in between): every
-    address the name resolves to must be public, unless ``webhook_allow_private``."""
+    registered: every address the name resolves to must be public, unless
+    ``webhook_allow_private``. Before each delivery (``resolve=False``) only the URL
+    itself: its addresses are checked when the connection is made (:class:`CheckedNetwork`),
+    where DNS answers for the connection, not a moment before it."""
     # urlsplit drops tabs and newlines silently, and the HTTP client then refuses the
     # URL at every delivery: refused here instead, with spaces and control characters.
     if any(c.isspace() or not c.isprintable() for c in url):
@@ -109,6 +111,8 @@ async def url_problem(url: str, settings: Settings) -> str | None:
         return None
     if parts.scheme != "https":
         return "must be an https URL"
+    if not resolve:
+        return None
     _, why = await public_addresses(parts.hostname, port or 443)
     return why
 
@@ -131,7 +135,7 @@ class CheckedNetwork(httpcore.AsyncNetworkBackend):
     """Connects only where the check allows, checked when connecting: the host is
     resolved here, every address must be public, and the connection goes to one of
     those very addresses (TLS and the Host header still name the host). A name that
-    re-resolves to a private address after ``url_problem`` (DNS rebinding) gets no
+    re-resolves to a private address after registration (DNS rebinding) gets no
     connection."""
 
     def __init__(self, allow_private: bool) -> None:

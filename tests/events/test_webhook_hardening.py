@@ -284,3 +284,25 @@ async def test_the_address_is_checked_again_when_connecting() -> None:
                 await client.post(f"http://localhost:{port}/hook", content=b"{}")
         await asyncio.sleep(0.3)
         assert accepted == [1]
+
+
+async def test_a_delivery_to_a_name_now_private_is_refused_when_connecting(
+    api: Api, staff: Staff
+) -> None:
+    # given an endpoint whose name resolves to a private address since its registration
+    # (localhost stands for it: its address is loopback by the real resolver)
+    await register(api, staff.token, "http://127.0.0.1:9/hook")
+    await enabled_patient(api, staff.token)
+    with counting_listener() as (port, accepted):
+        await WebhookEndpoint.all().update(url=f"https://localhost:{port}/hook")
+        api.settings.webhook_allow_private = False
+        worker = WebhookWorker(api.settings)
+        # when the worker delivers
+        assert await worker.run_once() == 1
+        await worker.close()
+        await asyncio.sleep(0.3)
+        # then no connection was made, and the attempt says why
+        assert accepted == []
+    attempt = await WebhookAttempt.get()
+    assert attempt.error is not None and "private, loopback" in attempt.error
+    assert (await WebhookDelivery.get()).status == "pending"
