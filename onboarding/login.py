@@ -173,14 +173,18 @@ async def change_password(
     stored = account.password_hash if usable else None
     ok, _ = await hasher.verify_and_update(current_password, stored)
     password_hash = None
-    if ok:
-        weak = weak_password(
+
+    def judged(username: str, email: str | None) -> Problem | None:
+        return weak_password(
             new_password,
             "newPassword",
             min_length=settings.password_min_length,
-            username=account.username,
-            email=patient.email,
+            username=username,
+            email=email,
         )
+
+    if ok:
+        weak = judged(account.username, patient.email)
         # The same password typed in another Unicode form is the same password.
         if weak is None and normalize(new_password) == normalize(current_password):
             weak = Problem(
@@ -213,14 +217,7 @@ async def change_password(
             return ChangeResult(None, [WRONG_CURRENT])
         # Judged again on the username and address now on file: staff may have changed
         # either while the password was hashed.
-        weak = weak_password(
-            new_password,
-            "newPassword",
-            min_length=settings.password_min_length,
-            username=fresh.username,
-            email=current_patient.email,
-        )
-        if weak:
+        if weak := judged(fresh.username, current_patient.email):
             return ChangeResult(None, [weak])
         fresh = await change.set_password(
             current_patient,

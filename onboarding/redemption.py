@@ -119,15 +119,17 @@ async def redeem_token(
                 problems.append(
                     Problem(ErrorCode.USERNAME_INVALID, f"username {reason}", ("username",))
                 )
-    effective_username = chosen_username or (account.username if account else None)
-    weak = weak_password(
-        password,
-        "password",
-        min_length=settings.password_min_length,
-        username=effective_username,
-        email=patient.email,
-    )
-    if weak:
+
+    def judged(account: PortalAccount | None, email: str | None) -> Problem | None:
+        return weak_password(
+            password,
+            "password",
+            min_length=settings.password_min_length,
+            username=chosen_username or (account.username if account else None),
+            email=email,
+        )
+
+    if weak := judged(account, patient.email):
         problems.append(weak)
     if problems:
         return None, problems  # the link stays usable: nothing was written
@@ -149,14 +151,7 @@ async def redeem_token(
                     and date_of_birth != current.date_of_birth
                 ):
                     return None, [await _dob_mismatch(change, actor, link_id, current, settings)]
-                weak = weak_password(
-                    password,
-                    "password",
-                    min_length=settings.password_min_length,
-                    username=chosen_username or (fresh_account.username if fresh_account else None),
-                    email=current.email,
-                )
-                if weak:
+                if weak := judged(fresh_account, current.email):
                     return None, [weak]
             if current is None or not await change.consume_link(link_id):
                 # Lost the race, or the link expired or was revoked while hashing.

@@ -105,14 +105,14 @@ muts = {
     ),
     "R2a redemption: password not judged again under the lock": (
         "onboarding/redemption.py",
-        "                if weak:\n                    return None, [weak]\n",
+        "                if weak := judged(fresh_account, current.email):\n                    return None, [weak]\n",
         "",
         "test_r2_a_redeemed",
     ),
     "R2b change_password: password not judged again under the lock": (
         "onboarding/login.py",
-        "        if weak:\n            return ChangeResult(None, [weak])\n        fresh = await change.set_password(",
-        "        fresh = await change.set_password(",
+        "        if weak := judged(fresh.username, current_patient.email):\n            return ChangeResult(None, [weak])\n",
+        "",
         "test_r2_a_changed",
     ),
     "R2c set_credentials: password not judged again under the lock": (
